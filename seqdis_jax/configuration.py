@@ -1,0 +1,115 @@
+"""Config validation and the workdir's `config.json`: checked before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from seqdis_jax import evaluate as evaluate_lib
+from seqdis_jax import models
+from seqdis_jax.data import registry as data_registry
+
+CONFIG_FILE = "config.json"
+# Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
+MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
+                    "train.keep_checkpoints", "eval.")
+
+
+class UserInputError(ValueError):
+    """A problem with what the user passed (config, flags, workdir); the message says the fix."""
+
+
+def _positive(config: ml_collections.ConfigDict, *names: str) -> None:
+    for name in names:
+        value = config
+        for part in name.split("."):
+            value = value[part]
+        if not value > 0:
+            raise UserInputError(f"config.{name} must be > 0, got {value!r}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks values that the flag parser cannot (ranges, names of registered things)."""
+    if config.method not in models.METHODS:
+        raise UserInputError(
+            f"Unknown method {config.method!r}; config.method must be one of "
+            f"{sorted(models.METHODS)}."
+        )
+    if config.data.name not in data_registry.DATASETS:
+        raise UserInputError(
+            f"Unknown dataset {config.data.name!r}; config.data.name must be one of "
+            f"{sorted(data_registry.DATASETS)}."
+        )
+    unknown = [e for e in config.eval.evaluators if e not in evaluate_lib.EVALUATORS]
+    if unknown:
+        raise UserInputError(
+            f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold "
+            f"{sorted(evaluate_lib.EVALUATORS)}."
+        )
+    if config.model.compute_dtype not in ("float32", "bfloat16"):
+        raise UserInputError(
+            f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
+            f"{config.model.compute_dtype!r}."
+        )
+    _positive(
+        config, "data.batch_size", "data.num_train", "data.num_test", "data.pixel_scale",
+        "model.static_dim", "model.dynamic_dim", "model.hidden_dim", "model.feature_dim",
+        "model.width", "model.prior_layers", "train.learning_rate", "train.log_every",
+        "train.checkpoint_every", "train.keep_checkpoints", "eval.batch_size",
+        "eval.grid_sequences",
+    )
+    if config.train.num_steps < 0:
+        raise UserInputError(f"config.train.num_steps must be >= 0, got {config.train.num_steps}.")
+    if config.data.batch_size > config.data.num_train:
+        raise UserInputError(
+            f"config.data.batch_size ({config.data.batch_size}) exceeds config.data.num_train "
+            f"({config.data.num_train}); lower the batch size."
+        )
+    if "grids" in config.eval.evaluators and config.eval.grid_sequences < 2:
+        raise UserInputError("config.eval.grid_sequences must be >= 2 for the swap grid.")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _jsonable(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return json.loads(config.to_json())
+
+
+def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """A workdir that holds a run with a different model/data/loss config is refused, so a
+    mistyped --workdir cannot resume (or overwrite) someone else's checkpoint."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = _flatten(json.load(f))
+    current = _flatten(_jsonable(config))
+    differing = sorted(
+        k
+        for k in set(saved) | set(current)
+        if saved.get(k) != current.get(k) and not k.startswith(MUTABLE_PREFIXES)
+    )
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing)
+        raise UserInputError(
+            f"--workdir {workdir} holds a run with a different config ({details}). "
+            "Use a new --workdir, or pass the config that run used."
+        )
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes the resolved config as `config.json` (atomically)."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(_jsonable(config), f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)

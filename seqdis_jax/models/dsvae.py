@@ -1,0 +1,139 @@
+"""DSVAE: the disentangled sequential VAE that C-DSVAE, SPYL, R-WAE and DBSE build on.
+
+Generative model (Li & Mandt 2018; C-DSVAE eq. 1):
+    p(x_1:T, s, d_1:T) = p(s) prod_t p(d_t | d_<t) p(x_t | s, d_t),   p(s) = N(0, I),
+with a learned LSTM prior p(d_t | d_<t). Posterior (C-DSVAE eq. 2):
+    q(s, d_1:T | x_1:T) = q(s | x_1:T) prod_t q(d_t | d_<t, x_<=t).
+Loss (negative ELBO, C-DSVAE eq. 3 / App. A.1):
+    sum_{t,pixels} (x - x_hat)^2 + w_s KL[q(s|x) || N(0, I)]
+                                 + w_d sum_t KL[q(d_t|.) || p(d_t | d_<t)],
+every KL in closed form, the dynamic one against the prior teacher-forced on the posterior
+sample d_<t; all terms are summed over dimensions and time and averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
+from seqdis_jax.nn.recurrent import DynamicPosterior, DynamicPrior, StaticPosterior
+from seqdis_jax.nn.video import FrameDecoder, FrameEncoder
+
+Array = jax.Array
+
+
+class DSVAE(nn.Module):
+    """The DSVAE base model. Methods are separate entry points for swapping and sampling.
+
+    RNG streams: `'sample'` for every reparameterised draw. Variables: `params` and
+    `batch_stats` (the frame encoder's and decoder's BatchNorm).
+    """
+
+    static_dim: int
+    dynamic_dim: int
+    hidden_dim: int = 256
+    feature_dim: int = 128
+    width: float = 1.0
+    prior_layers: int = 2
+    channels: int = 3
+    dtype: Any = None
+
+    def setup(self):
+        self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype)
+        self.decoder = FrameDecoder(self.channels, self.width, self.dtype)
+        self.static_posterior = StaticPosterior(self.static_dim, self.hidden_dim, self.dtype)
+        self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim, self.dtype)
+        self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype)
+
+    def encode_frames(self, x: Array, train: bool) -> Array:
+        """(B, T, H, W, C) -> per-frame features (B, T, g), all frames as one (B*T) batch."""
+        b, t = x.shape[:2]
+        return self.encoder(x.reshape((b * t,) + x.shape[2:]), train).reshape(b, t, -1)
+
+    def decode(self, s: Array, d: Array, train: bool) -> Array:
+        """Decoder input concat(s broadcast over time, d_t) -> frames (B, T, H, W, C)."""
+        b, t = d.shape[:2]
+        s_t = jnp.broadcast_to(s[:, None, :], (b, t, s.shape[-1]))
+        z = jnp.concatenate([s_t, d], axis=-1).reshape(b * t, -1)
+        frames = self.decoder(z, train)
+        return frames.reshape((b, t) + frames.shape[1:])
+
+    def posterior(self, features: Array) -> dict[str, Array]:
+        """Posterior parameters and reparameterised samples of s and d_1:T."""
+        s_mean, s_logvar = self.static_posterior(features)
+        s = reparameterize(self.make_rng("sample"), s_mean, s_logvar)
+        eps = jax.random.normal(
+            self.make_rng("sample"), features.shape[:2] + (self.dynamic_dim,)
+        )
+        d_mean, d_logvar, d = self.dynamic_posterior(features, eps)
+        return dict(s_mean=s_mean, s_logvar=s_logvar, s=s, d_mean=d_mean, d_logvar=d_logvar, d=d)
+
+    def __call__(self, x: Array, train: bool = True) -> dict[str, Array]:
+        """Full pass: posterior, teacher-forced prior and reconstruction."""
+        out = self.posterior(self.encode_frames(x, train))
+        out["prior_mean"], out["prior_logvar"] = self.prior(out["d"])
+        out["reconstruction"] = self.decode(out["s"], out["d"], train)
+        return out
+
+    def sample_dynamics(self, batch: int, num_steps: int) -> tuple[Array, Array]:
+        """Free-running prior: (means, samples) of d_1:T, each (batch, T, dd)."""
+        return self.prior.sample(batch, num_steps)
+
+
+def build(config: ml_collections.ConfigDict) -> DSVAE:
+    m = config.model
+    return DSVAE(
+        static_dim=m.static_dim,
+        dynamic_dim=m.dynamic_dim,
+        hidden_dim=m.hidden_dim,
+        feature_dim=m.feature_dim,
+        width=m.width,
+        prior_layers=m.prior_layers,
+        channels=config.data.channels,
+        dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
+    )
+
+
+def reconstruction_error(x: Array, x_hat: Array) -> Array:
+    """Sum of squared errors over frames and pixels, averaged over the batch."""
+    return jnp.mean(jnp.sum(jnp.square(x_hat - x).reshape(x.shape[0], -1), axis=-1))
+
+
+def kl_terms(out: dict[str, Array]) -> tuple[Array, Array]:
+    """Closed-form KL of s against N(0, I) and of d_1:T against the teacher-forced prior,
+    summed over dimensions (and time), averaged over the batch."""
+    kl_s = jnp.mean(jnp.sum(kl_standard_normal(out["s_mean"], out["s_logvar"]), axis=-1))
+    kl_d = kl_diag_gaussians(out["d_mean"], out["d_logvar"], out["prior_mean"], out["prior_logvar"])
+    kl_d = jnp.mean(jnp.sum(kl_d, axis=(1, 2)))
+    return kl_s, kl_d
+
+
+def loss_fn(
+    model: DSVAE,
+    params: Any,
+    batch_stats: Any,
+    batch: dict[str, Array],
+    rng: Array,
+    config: ml_collections.ConfigDict,
+    train: bool = True,
+) -> tuple[Array, tuple[dict[str, Array], Any]]:
+    """Negative ELBO of DSVAE; returns (loss, (metrics, new batch_stats))."""
+    x = batch["video"]
+    variables = {"params": params, "batch_stats": batch_stats}
+    if train:
+        out, updates = model.apply(
+            variables, x, True, rngs={"sample": rng}, mutable=["batch_stats"]
+        )
+        batch_stats = updates["batch_stats"]
+    else:
+        out = model.apply(variables, x, False, rngs={"sample": rng})
+    recon = reconstruction_error(x, out["reconstruction"])
+    kl_s, kl_d = kl_terms(out)
+    loss = recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
+    metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d)
+    return loss, (metrics, batch_stats)

@@ -1,0 +1,273 @@
+"""Transposed convolution with a backward pass that is fast on XLA:CPU.
+
+XLA:CPU differentiates a strided `lax.conv_transpose` (what `flax.linen.ConvTranspose` calls)
+through an *input-dilated* convolution for the kernel gradient. Measured on a 2-core CPU, one
+16x16x128 -> 32x32x64 stride-2 layer at batch 256 took 26.6 s for that kernel gradient against
+0.39 s for the forward pass (bench/conv_transpose_cpu.py: fwd+bwd 17.7 s with
+`nn.ConvTranspose`, 1.4 s with `FastConvTranspose`).
+
+A stride-s transposed convolution ``T(x, K)`` is the linear transpose (input gradient) of the
+strided convolution ``f(z, K)`` written out in `_strided_conv`. `conv_transpose` therefore
+uses a `jax.custom_vjp` whose backward pass never runs an input-dilated convolution:
+
+* input gradient  ``dx = f(g, K)`` (a strided convolution's forward pass),
+* kernel gradient ``dK = d/dK <f(g, K), x>`` (the strided convolution's weight gradient,
+  written out in `_strided_conv_kernel_grad` as one matrix product per kernel tap).
+
+Values equal those of `flax.linen.ConvTranspose` up to float rounding.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax.linen.dtypes import promote_dtype
+from jax import lax
+
+Array = jax.Array
+PaddingLike = str | int | Sequence[int | tuple[int, int]]
+Ints = Sequence[int]
+Pads = Sequence[tuple[int, int]]
+
+__all__ = ["FastConvTranspose", "conv_transpose", "conv_transpose_padding"]
+
+
+def _transpose_pad(k: int, s: int, padding: str) -> tuple[int, int]:
+    """`lax.conv_transpose`'s padding (on the stride-dilated input) for 'SAME' / 'VALID'."""
+    if padding == "SAME":
+        pad_len = k + s - 2
+        pad_lo = k - 1 if s > k - 1 else -(-pad_len // 2)
+    elif padding == "VALID":
+        pad_len = k + s - 2 + max(k - s, 0)
+        pad_lo = k - 1
+    else:
+        raise ValueError(f"unsupported padding {padding!r}")
+    return pad_lo, pad_len - pad_lo
+
+
+def conv_transpose_padding(
+    kernel_size: Sequence[int], strides: Sequence[int], padding: PaddingLike
+) -> tuple[tuple[int, int], ...]:
+    """Explicit (lo, hi) padding of the input-dilated convolution that `lax.conv_transpose`
+    (and hence `nn.ConvTranspose`) runs for `padding` ('SAME', 'VALID', an int or pairs).
+
+    Explicit pairs are used as they are, as `lax.conv_transpose` does by default.
+    """
+    nd = len(kernel_size)
+    if isinstance(padding, str):
+        if padding.upper() == "CIRCULAR":
+            raise NotImplementedError("CIRCULAR padding is not supported; use nn.ConvTranspose")
+        return tuple(_transpose_pad(k, s, padding.upper()) for k, s in zip(kernel_size, strides))
+    pads = nn.linear.canonicalize_padding(padding, nd)  # int / ints / pairs -> pairs
+    assert not isinstance(pads, str)
+    return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def _dimension_numbers(nd: int) -> tuple[lax.ConvDimensionNumbers, lax.ConvDimensionNumbers]:
+    """(lhs, rhs, out) specs for channels-last data and (*spatial, in, out) kernels."""
+    sp = tuple(range(1, nd + 1))  # spatial axes of (N, *spatial, C) arrays
+    ksp = tuple(range(nd))  # spatial axes of (*spatial, Cin, Cout) kernels
+    data = (0, nd + 1) + sp
+    # T(x, K): x (N, *S, Cin) * K[..., Cin, Cout] -> (N, *S', Cout); rhs spec is (O, I, *S).
+    t_dn = lax.ConvDimensionNumbers(data, (nd + 1, nd) + ksp, data)
+    # f(g, K): g (N, *S', Cout) * K[..., Cin, Cout] read as (O=Cin, I=Cout) -> (N, *S, Cin).
+    f_dn = lax.ConvDimensionNumbers(data, (nd, nd + 1) + ksp, data)
+    return t_dn, f_dn
+
+
+def _f_padding(
+    pads: Sequence[tuple[int, int]],
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    in_spatial: Sequence[int],
+    out_spatial: Sequence[int],
+) -> tuple[tuple[int, int], ...]:
+    """Padding of g for the strided convolution f that transposes T (may be negative)."""
+    res = []
+    for (lo, _), k, s, n_in, n_out in zip(pads, kernel_size, strides, in_spatial, out_spatial):
+        p_lo = k - 1 - lo
+        p_hi = (n_in - 1) * s + k - p_lo - n_out  # padded length (n_in - 1) * s + k
+        res.append((p_lo, p_hi))
+    return tuple(res)
+
+
+def _transposed_conv(
+    x: Array, kernel: Array, strides: Ints, pads: Pads, precision: lax.PrecisionLike
+) -> Array:
+    nd = x.ndim - 2
+    t_dn, _ = _dimension_numbers(nd)
+    return lax.conv_general_dilated(
+        x,
+        kernel,
+        window_strides=(1,) * nd,
+        padding=pads,
+        lhs_dilation=strides,
+        dimension_numbers=t_dn,
+        precision=precision,
+    )
+
+
+def _strided_conv(
+    g: Array, kernel: Array, strides: Ints, f_pads: Pads, precision: lax.PrecisionLike
+) -> Array:
+    """f(g, K): the strided convolution whose linear transpose in g is T(., K)."""
+    nd = g.ndim - 2
+    _, f_dn = _dimension_numbers(nd)
+    flipped = lax.rev(kernel, tuple(range(nd)))
+    return lax.conv_general_dilated(
+        g,
+        flipped,
+        window_strides=strides,
+        padding=f_pads,
+        dimension_numbers=f_dn,
+        precision=precision,
+    )
+
+
+def _strided_conv_kernel_grad(
+    g: Array, x: Array, kernel_size: Ints, strides: Ints, f_pads: Pads, precision: lax.PrecisionLike
+) -> Array:
+    """d/dK <f(g, K), x>, i.e. dK[k] = sum_{n, i} x[n, i] (x) g_pad[n, i * s + k_max - k].
+
+    One (N * prod(spatial), Cin)^T @ (N * prod(spatial), Cout) matrix product per kernel tap
+    on a strided slice of the padded cotangent. At batch 256 (16x16x128 -> 32x32x64, k4, s2)
+    this took 0.6 s on XLA:CPU against 1.5 s for the same sum written as one convolution
+    (batch <-> feature swapped, x dilated by the stride) or for `jax.vjp` of `f`, and 24 s
+    for the autodiff kernel gradient of `lax.conv_transpose`.
+    """
+    nd = g.ndim - 2
+    config = ((0, 0, 0), *((lo, hi, 0) for lo, hi in f_pads), (0, 0, 0))
+    g_pad = lax.pad(g, jnp.zeros((), g.dtype), config)  # length (n_in - 1) * s + k, as for f
+    n_in = x.shape[1:-1]
+    contract = tuple(range(nd + 1))
+    acc_dtype = jnp.promote_types(jnp.result_type(g, x), jnp.float32)
+    taps = []
+    for tap in itertools.product(*(range(k) for k in kernel_size)):
+        # flipped tap index k' = k_max - k reads g_pad at i * s + k'
+        lo = [k - 1 - t for k, t in zip(kernel_size, tap)]
+        hi = [st + (n - 1) * s + 1 for st, n, s in zip(lo, n_in, strides)]
+        g_tap = lax.slice(g_pad, (0, *lo, 0), (g.shape[0], *hi, g.shape[-1]), (1, *strides, 1))
+        dk_tap = lax.dot_general(
+            x,
+            g_tap,
+            ((contract, contract), ((), ())),
+            precision=precision,
+            preferred_element_type=acc_dtype,
+        )
+        taps.append(dk_tap)
+    return jnp.stack(taps).reshape(*kernel_size, x.shape[-1], g.shape[-1])
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose_fast(
+    x: Array, kernel: Array, strides: Ints, pads: Pads, precision: lax.PrecisionLike
+) -> Array:
+    return _transposed_conv(x, kernel, strides, pads, precision)
+
+
+def _fwd(
+    x: Array, kernel: Array, strides: Ints, pads: Pads, precision: lax.PrecisionLike
+) -> tuple[Array, tuple[Array, Array]]:
+    return _transposed_conv(x, kernel, strides, pads, precision), (x, kernel)
+
+
+def _bwd(
+    strides: Ints, pads: Pads, precision: lax.PrecisionLike, res: tuple[Array, Array], g: Array
+) -> tuple[Array, Array]:
+    x, kernel = res
+    nd = x.ndim - 2
+    kernel_size = kernel.shape[:nd]
+    f_pads = _f_padding(pads, kernel_size, strides, x.shape[1:-1], g.shape[1:-1])
+    g = g.astype(jnp.result_type(x, kernel))
+    dx = _strided_conv(g, kernel, strides, f_pads, precision)
+    dk = _strided_conv_kernel_grad(g, x, kernel_size, strides, f_pads, precision)
+    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_conv_transpose_fast.defvjp(_fwd, _bwd)
+
+
+def conv_transpose(
+    x: Array,
+    kernel: Array,
+    strides: Sequence[int],
+    padding: PaddingLike = "SAME",
+    precision: lax.PrecisionLike = None,
+) -> Array:
+    """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, kernel (*k, in, out),
+    ``transpose_kernel=False``) with a custom VJP that is fast on XLA:CPU for strides > 1.
+
+    The backward pass uses the strided convolution that this op is the transpose of: its
+    forward for the input gradient, its ordinary weight gradient for the kernel gradient.
+    Stride 1 uses plain autodiff (no input dilation, so it is already fast).
+    """
+    nd = x.ndim - 2
+    strides = tuple(int(s) for s in strides)
+    kernel_size = tuple(int(k) for k in kernel.shape[:nd])
+    pads = conv_transpose_padding(kernel_size, strides, padding)
+    if all(s == 1 for s in strides):
+        return _transposed_conv(x, kernel, strides, pads, precision)
+    return _conv_transpose_fast(x, kernel, strides, pads, precision)
+
+
+class FastConvTranspose(nn.Module):
+    """Drop-in for `flax.linen.ConvTranspose` (same params, same outputs) whose backward pass
+    is fast on XLA:CPU; see the module docstring and `conv_transpose`.
+
+    Parameters are 'kernel' (*kernel_size, in, features) and 'bias' (features,), initialised
+    like `nn.ConvTranspose`. CIRCULAR padding, kernel dilation, masks and
+    ``transpose_kernel=True`` are not supported.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = (1, 1)
+    padding: PaddingLike = "SAME"
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: lax.PrecisionLike = None
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        """inputs (*batch, *spatial, in) -> (*batch, *spatial', features)."""
+        kernel_size = (
+            (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+        )
+        nd = len(kernel_size)
+        strides = (self.strides,) * nd if isinstance(self.strides, int) else tuple(self.strides)
+        if len(strides) != nd:
+            raise ValueError(f"strides {strides} do not match kernel_size {kernel_size}")
+
+        batch_shape = inputs.shape[: inputs.ndim - (nd + 1)]
+        if len(batch_shape) != 1:
+            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape) :])
+
+        in_features = inputs.shape[-1]
+        kernel = self.param(
+            "kernel",
+            self.kernel_init,
+            kernel_size + (in_features, self.features),
+            self.param_dtype,
+        )
+        bias = (
+            self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+            if self.use_bias
+            else None
+        )
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+
+        y = conv_transpose(inputs, kernel, strides, self.padding, precision=self.precision)
+        if bias is not None:
+            y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+        if len(batch_shape) != 1:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y

@@ -1,0 +1,194 @@
+"""Recurrent posteriors and the learned dynamic prior of the DSVAE family.
+
+Every recurrence is a `flax.linen` scan (a `jax.lax.scan` underneath): there is no Python
+loop over time. Noise for the nested (ancestral) sampling is drawn once, outside the scan,
+from the module's `'sample'` RNG stream, so a scan step is a pure function of its inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# The authors' `init_weights` draws Linear/Conv weights from N(0, 0.01^2) with zero biases
+# (REFERENCE_FACTS.md section 1); LSTMs keep their library defaults.
+dense_init = nn.initializers.normal(stddev=0.01)
+
+
+class GaussianHead(nn.Module):
+    """Two linear heads giving the mean and log-variance of a diagonal Gaussian."""
+
+    features: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, h: Array) -> tuple[Array, Array]:
+        mean = nn.Dense(self.features, kernel_init=dense_init, dtype=self.dtype, name="mean")(h)
+        logvar = nn.Dense(self.features, kernel_init=dense_init, dtype=self.dtype, name="logvar")(
+            h
+        )
+        return mean.astype(jnp.float32), logvar.astype(jnp.float32)
+
+
+class StaticPosterior(nn.Module):
+    """q(s | x_1:T): a bidirectional LSTM over the frame features (C-DSVAE App. C.2).
+
+    The mean and log-variance of s are read from the concatenation of the last forward
+    state (t = T) and the last backward state (t = 1).
+    """
+
+    static_dim: int
+    hidden_dim: int = 256
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, features: Array) -> tuple[Array, Array]:
+        cell = nn.OptimizedLSTMCell
+        forward = nn.RNN(cell(self.hidden_dim, dtype=self.dtype, name="forward_lstm"))
+        backward = nn.RNN(cell(self.hidden_dim, dtype=self.dtype, name="backward_lstm"))
+        (_, h_fwd), _ = forward(features, return_carry=True)
+        (_, h_bwd), _ = backward(features, return_carry=True, reverse=True, keep_order=True)
+        return GaussianHead(self.static_dim, self.dtype, name="head")(
+            jnp.concatenate([h_fwd, h_bwd], axis=-1)
+        )
+
+
+class _PosteriorStep(nn.Module):
+    """One step of q(d_t | d_<t, x_<=t): LSTM input is [g_t, d_{t-1}] (C-DSVAE eq. 2)."""
+
+    dynamic_dim: int
+    hidden_dim: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        lstm_carry, d_prev = carry
+        feature_t, eps_t = inputs
+        lstm_carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm")(
+            lstm_carry, jnp.concatenate([feature_t, d_prev.astype(feature_t.dtype)], axis=-1)
+        )
+        mean, logvar = GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
+        d_t = mean + jnp.exp(0.5 * logvar) * eps_t
+        return (lstm_carry, d_t), (mean, logvar, d_t)
+
+
+class DynamicPosterior(nn.Module):
+    """q(d_1:T | x_1:T) = prod_t q(d_t | d_<t, x_<=t) with nested sampling (C-DSVAE eq. 2).
+
+    A unidirectional LSTM scanned over time; the sample d_{t-1} is fed back as input at t,
+    "a nested sampling procedure resembling that of the prior" (C-DSVAE Sec. 3.1).
+    Returns per-step means, log-variances and reparameterised samples, each (B, T, dd).
+    """
+
+    dynamic_dim: int
+    hidden_dim: int = 256
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, features: Array, eps: Array) -> tuple[Array, Array, Array]:
+        batch = features.shape[0]
+        scan = nn.scan(
+            _PosteriorStep,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+        )
+        step = scan(self.dynamic_dim, self.hidden_dim, self.dtype, name="rnn")
+        lstm_carry = nn.OptimizedLSTMCell(self.hidden_dim, parent=None).initialize_carry(
+            jax.random.PRNGKey(0), (batch, self.hidden_dim)
+        )
+        d_0 = jnp.zeros((batch, self.dynamic_dim), jnp.float32)
+        _, (mean, logvar, sample) = step((lstm_carry, d_0), (features, eps))
+        return mean, logvar, sample
+
+
+class _PriorStep(nn.Module):
+    """p(d_t | d_<t): stacked LSTM cells on d_{t-1}, then mean/log-variance heads.
+
+    Structure as the authors' code: LSTMCell(dd->H) -> LSTMCell(H->H) -> two Linear heads
+    (REFERENCE_FACTS.md section 1, "Learned dynamic prior").
+    """
+
+    dynamic_dim: int
+    hidden_dim: int
+    num_layers: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, carries, d_prev):
+        h = d_prev
+        new_carries = []
+        for layer, carry in enumerate(carries):
+            carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=f"lstm_{layer}")(
+                carry, h
+            )
+            new_carries.append(carry)
+        mean, logvar = GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
+        return tuple(new_carries), (mean, logvar)
+
+
+def _teacher_forced_step(step: _PriorStep, carries, d_prev):
+    return step(carries, d_prev)
+
+
+def _ancestral_step(step: _PriorStep, carry, eps_t):
+    carries, d_prev = carry
+    carries, (mean, logvar) = step(carries, d_prev)
+    d_t = mean + jnp.exp(0.5 * logvar) * eps_t
+    return (carries, d_t), (mean, logvar, d_t)
+
+
+class DynamicPrior(nn.Module):
+    """Learned prior p(d_1:T) = prod_t p(d_t | d_<t) (DSVAE; C-DSVAE eq. 1).
+
+    `__call__(d_posterior)` is the teacher-forced mode used in training: the input at step t
+    is the posterior sample d_{t-1} (d_0 = 0), and gradients flow into d_posterior.
+    `sample(batch, T)` is free-running ancestral sampling from the `'sample'` RNG stream; it
+    returns the means and the samples, as the authors' `sample_z` does.
+    """
+
+    dynamic_dim: int
+    hidden_dim: int = 256
+    num_layers: int = 2
+    dtype: Any = None
+
+    def setup(self):
+        self.step = _PriorStep(self.dynamic_dim, self.hidden_dim, self.num_layers, self.dtype)
+
+    def _zero_carries(self, batch: int):
+        cell = nn.OptimizedLSTMCell(self.hidden_dim, parent=None)
+        carry = cell.initialize_carry(jax.random.PRNGKey(0), (batch, self.hidden_dim))
+        return tuple(carry for _ in range(self.num_layers))
+
+    def _scan(self, fn):
+        return nn.scan(
+            fn,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+        )
+
+    def __call__(self, d_posterior: Array) -> tuple[Array, Array]:
+        batch = d_posterior.shape[0]
+        d_prev = jnp.concatenate(
+            [jnp.zeros_like(d_posterior[:, :1]), d_posterior[:, :-1]], axis=1
+        )
+        _, (mean, logvar) = self._scan(_teacher_forced_step)(
+            self.step, self._zero_carries(batch), d_prev
+        )
+        return mean, logvar
+
+    def sample(self, batch: int, num_steps: int) -> tuple[Array, Array]:
+        eps = jax.random.normal(self.make_rng("sample"), (batch, num_steps, self.dynamic_dim))
+        d_0 = jnp.zeros((batch, self.dynamic_dim), jnp.float32)
+        _, (mean, _, sample) = self._scan(_ancestral_step)(
+            self.step, (self._zero_carries(batch), d_0), eps
+        )
+        return mean, sample

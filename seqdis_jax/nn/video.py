@@ -1,0 +1,127 @@
+"""DCGAN-64 frame encoder and decoder shared by every video model (C-DSVAE App. C.2).
+
+Layout and initialisation follow the authors' code (REFERENCE_FACTS.md section 1): Conv and
+Linear weights ~ N(0, 0.01^2) with zero biases; transposed convolutions keep PyTorch's default
+uniform(+-1/sqrt(fan_in)); BatchNorm with PyTorch's momentum 0.1 (Flax momentum 0.9) and eps
+1e-5. Frames are processed as one (B*T) batch. `width` scales every channel count so CPU
+configs can be small.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from seqdis_jax.nn.conv import FastConvTranspose
+
+Array = jax.Array
+
+conv_init = nn.initializers.normal(stddev=0.01)
+# PyTorch's ConvTranspose2d default: U(+-1/sqrt(fan_in)), fan_in = out_channels * kh * kw,
+# which is Flax's fan_out for an (kh, kw, in, out) kernel.
+conv_transpose_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_out", "uniform")
+
+
+def _torch_conv_transpose_bias_init(kernel_area: int):
+    def init(key, shape, dtype=jnp.float32):
+        bound = 1.0 / math.sqrt(shape[-1] * kernel_area)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def scaled(channels: int, width: float) -> int:
+    """Channel count after the `width` multiplier (at least 1)."""
+    return max(1, int(round(channels * width)))
+
+
+def _batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
+    )
+
+
+class FrameEncoder(nn.Module):
+    """64x64 frame -> g-dim feature: 4 x [Conv(k4, s2, pad 1) + BN + LeakyReLU(0.2)] with
+    channels 64-128-256-512, then Conv(k4, VALID) + BN + tanh (C-DSVAE App. C.2)."""
+
+    feature_dim: int = 128
+    width: float = 1.0
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, frames: Array, train: bool) -> Array:
+        """frames: (N, 64, 64, C) in [0, 1] -> (N, feature_dim)."""
+        if frames.shape[-3:-1] != (64, 64):
+            raise ValueError(
+                f"FrameEncoder expects 64x64 frames, got spatial shape {frames.shape[-3:-1]}; "
+                "resize the dataset to 64x64 (data_prep does this)."
+            )
+        h = frames.astype(self.dtype or jnp.float32)
+        for i, channels in enumerate((64, 128, 256, 512)):
+            # Explicit (1, 1) padding: 'SAME' would pad (1, 2) for k4/s2 and shift the output.
+            h = nn.Conv(
+                scaled(channels, self.width),
+                (4, 4),
+                strides=(2, 2),
+                padding=((1, 1), (1, 1)),
+                kernel_init=conv_init,
+                dtype=self.dtype,
+                name=f"conv{i + 1}",
+            )(h)
+            h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
+            h = nn.leaky_relu(h, 0.2)
+        h = nn.Conv(
+            self.feature_dim, (4, 4), padding="VALID", kernel_init=conv_init, dtype=self.dtype,
+            name="conv5",
+        )(h)
+        h = _batch_norm(train, self.dtype, "bn5")(h)
+        return jnp.tanh(h).reshape(h.shape[0], self.feature_dim)
+
+
+class FrameDecoder(nn.Module):
+    """Latent vector -> 64x64 frame: ConvT(k4, s1) 1x1->4x4, three ConvT(k4, s2) blocks
+    512-256-128-64 with BN + LeakyReLU(0.2), ConvT(k4, s2) to C channels + sigmoid.
+
+    The stride-2 layers use `FastConvTranspose`, whose backward pass avoids XLA:CPU's slow
+    kernel gradient for transposed convolutions (values identical to `nn.ConvTranspose`).
+    """
+
+    out_channels: int = 3
+    width: float = 1.0
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, latents: Array, train: bool) -> Array:
+        """latents: (N, D) -> (N, 64, 64, out_channels) in [0, 1]."""
+        h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
+        specs = [(512, (1, 1), "VALID"), (256, (2, 2), "SAME"), (128, (2, 2), "SAME"),
+                 (64, (2, 2), "SAME")]
+        for i, (channels, strides, padding) in enumerate(specs):
+            h = FastConvTranspose(
+                scaled(channels, self.width),
+                (4, 4),
+                strides=strides,
+                padding=padding,
+                kernel_init=conv_transpose_init,
+                bias_init=_torch_conv_transpose_bias_init(16),
+                dtype=self.dtype,
+                name=f"upconv{i + 1}",
+            )(h)
+            h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
+            h = nn.leaky_relu(h, 0.2)
+        h = FastConvTranspose(
+            self.out_channels,
+            (4, 4),
+            strides=(2, 2),
+            padding="SAME",
+            kernel_init=conv_transpose_init,
+            bias_init=_torch_conv_transpose_bias_init(16),
+            dtype=self.dtype,
+            name="upconv5",
+        )(h)
+        return nn.sigmoid(h.astype(jnp.float32))

@@ -1,0 +1,240 @@
+"""Training: TrainState, create_train_state, train_step, train_and_evaluate.
+
+A training step is one `jax.jit` function (state, batch, rng) -> (state, metrics) with the
+state buffers donated. The step draws its randomness from `fold_in(rng, state.step)`, so
+a resumed run reproduces the PRNG stream of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable
+
+import chex
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from seqdis_jax import checkpointing
+from seqdis_jax.configuration import UserInputError
+from seqdis_jax import evaluate as evaluate_lib
+from seqdis_jax import models
+from seqdis_jax.data import registry as data_registry
+from seqdis_jax.data.pipeline import train_iterator
+from seqdis_jax.metric_writers import MetricWriter, ProgressLine
+
+Array = jax.Array
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """--mode=eval (or a restore) found no checkpoint in the workdir."""
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything a training step changes; a pytree of arrays that Orbax saves as is."""
+
+    step: Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam with the config's learning rate (and optional global-norm clipping)."""
+    t = config.train
+    adam = optax.adam(t.learning_rate, b1=t.adam_b1, b2=t.adam_b2)
+    if t.grad_clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
+    return adam
+
+
+def to_model_batch(batch: dict[str, Any], pixel_scale: float) -> dict[str, Array]:
+    """uint8 video -> float32 in [0, 1) inside the step (host sends 4x fewer bytes)."""
+    video = batch["video"]
+    if jnp.issubdtype(video.dtype, jnp.integer):
+        video = video.astype(jnp.float32) / pixel_scale
+    return {**batch, "video": video}
+
+
+def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) -> None:
+    """Raises one clear error when a host batch does not match what the model was built for."""
+    if "video" not in batch:
+        raise UserInputError(f"Batch has no 'video' entry (keys: {sorted(batch)}).")
+    shape = tuple(batch["video"].shape)
+    if shape != tuple(expected_video_shape):
+        raise UserInputError(
+            f"Batch 'video' has shape {shape} but the model was built for "
+            f"{tuple(expected_video_shape)} = (batch_size, T, H, W, C); make "
+            "config.data.batch_size and the dataset's frames/size agree with the data."
+        )
+
+
+def create_train_state(
+    model: Any, tx: optax.GradientTransformation, example_video: Array, rng: Array
+) -> TrainState:
+    """Initialises parameters, BatchNorm statistics and optimizer state (jit-compiled)."""
+
+    def init(rng):
+        params_rng, sample_rng = jax.random.split(rng)
+        variables = model.init(
+            {"params": params_rng, "sample": sample_rng}, example_video, True
+        )
+        params = variables["params"]
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            batch_stats=variables.get("batch_stats", {}),
+            opt_state=tx.init(params),
+        )
+
+    return jax.jit(init)(rng)
+
+
+def make_train_step(
+    method: Any,
+    model: Any,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    max_traces: int | None = None,
+) -> Callable[[TrainState, dict[str, Array], Array], tuple[TrainState, dict[str, Array]]]:
+    """The jitted training step, donating the state. With `max_traces`, a further trace (a
+    recompilation) raises (`chex.assert_max_traces`; tests use it)."""
+    pixel_scale = float(config.data.pixel_scale)
+
+    def train_step(state: TrainState, batch: dict[str, Array], rng: Array):
+        rng = jax.random.fold_in(rng, state.step)
+        batch = to_model_batch(batch, pixel_scale)
+
+        def objective(params):
+            return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True)
+
+        (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+        new_state = state.replace(
+            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+        )
+        return new_state, metrics
+
+    if max_traces is not None:
+        train_step = chex.assert_max_traces(train_step, n=max_traces)
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def abstract_train_state(
+    model: Any, tx: optax.GradientTransformation, video_shape: tuple[int, ...]
+) -> TrainState:
+    """Shapes and dtypes of the train state, without allocating it (restore target)."""
+    example = jax.ShapeDtypeStruct(video_shape, jnp.float32)
+    return jax.eval_shape(
+        lambda rng, x: create_train_state(model, tx, x, rng), jax.random.PRNGKey(0), example
+    )
+
+
+def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
+    """(B, T, H, W, C) of a training batch; refuses data the model cannot take."""
+    shape = tuple(dataset.video_shape)
+    if len(shape) != 4 or shape[1:3] != (64, 64) or shape[3] != config.data.channels:
+        raise UserInputError(
+            f"Dataset {config.data.name!r} has sequences of shape {shape}; the video models need "
+            f"(T, 64, 64, config.data.channels={config.data.channels}). Fix config.data.channels "
+            "or re-run the dataset's data_prep converter."
+        )
+    return (config.data.batch_size,) + shape
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains `config.method` on `config.data`, resuming from `workdir` when a checkpoint is
+    there, checkpoints every `config.train.checkpoint_every` steps and at the end, then runs
+    the evaluators. Returns the evaluation metrics."""
+    method = models.get_method(config.method)
+    train_data = data_registry.load(config.data, "train")
+    model = method.build(config)
+    tx = make_optimizer(config)
+    video_shape = _batch_video_shape(config, train_data)
+
+    rng = jax.random.PRNGKey(config.seed)
+    init_rng, train_rng, eval_rng = jax.random.split(rng, 3)
+    data_iter = train_iterator(train_data.source, config.data.batch_size, config.seed)
+    manager = checkpointing.make_manager(
+        workdir, config.train.checkpoint_every, config.train.keep_checkpoints
+    )
+    if manager.latest_step() is not None:
+        state = checkpointing.restore(
+            manager, abstract_train_state(model, tx, video_shape), data_iter
+        )
+        logging.info("Resumed from %s at step %d.", manager.directory, int(state.step))
+    else:
+        state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng)
+    param_count = sum(x.size for x in jax.tree.leaves(state.params))
+    logging.info("%s: %d parameters.", config.method, param_count)
+
+    train_step = make_train_step(method, model, tx, config)
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
+    start_step = int(state.step)
+    progress = ProgressLine(config.train.num_steps, start_step, enabled=jax.process_index() == 0)
+    pending: list[dict[str, Array]] = []
+    start_time = time.perf_counter()
+    for step in range(start_step + 1, config.train.num_steps + 1):
+        batch = next(data_iter)
+        check_batch(batch, video_shape)
+        state, metrics = train_step(state, {"video": batch["video"]}, train_rng)
+        pending.append(metrics)
+        if step % config.train.log_every == 0 or step == config.train.num_steps:
+            # One host transfer per log interval: the mean of the interval's metrics.
+            means = jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
+            pending = []
+            if not np.isfinite(means["loss"]):
+                raise FloatingPointError(
+                    f"Non-finite loss at step {step}: {means}; lower config.train.learning_rate "
+                    f"or restart from the last checkpoint in {manager.directory}."
+                )
+            steps_per_sec = progress.update(step, means)
+            writer.write(step, {**means, "steps_per_sec": steps_per_sec})
+        checkpointing.save(manager, step, state, data_iter)
+    if train_step._cache_size() > 1:  # every step must reuse one executable
+        logging.warning("The train step was compiled %d times.", train_step._cache_size())
+    if manager.latest_step() != int(state.step):
+        checkpointing.save(manager, int(state.step), state, data_iter, force=True)
+    manager.wait_until_finished()
+    train_seconds = time.perf_counter() - start_time
+    logging.info("Trained %d steps in %.1fs.", int(state.step) - start_step, train_seconds)
+
+    results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng)
+    results["train_seconds"] = train_seconds
+    writer.write(int(state.step), {k: v for k, v in results.items() if np.isscalar(v)}, "test")
+    writer.close()
+    manager.close()
+    return results
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Restores the latest checkpoint in `workdir` and runs the evaluators (no training)."""
+    method = models.get_method(config.method)
+    model = method.build(config)
+    tx = make_optimizer(config)
+    test_data = data_registry.load(config.data, "test")
+    video_shape = _batch_video_shape(config, test_data)
+    if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
+        raise MissingCheckpointError(
+            f"--mode=eval found no checkpoints in {checkpointing.checkpoint_dir(workdir)}; "
+            "train first with --mode=train and the same --workdir."
+        )
+    manager = checkpointing.make_manager(workdir, 1, 1, create=False)
+    if manager.latest_step() is None:
+        raise MissingCheckpointError(
+            f"--mode=eval found no checkpoints in {manager.directory}; "
+            "train first with --mode=train and the same --workdir."
+        )
+    state = checkpointing.restore(manager, abstract_train_state(model, tx, video_shape))
+    manager.close()
+    eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
+    return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng)

@@ -1,0 +1,19 @@
+"""Shared pytest fixtures: tiny DSVAE configs and models."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `experiments` is importable when tests run from any directory
+    sys.path.insert(0, ROOT)
+
+
+@pytest.fixture
+def smoke_config():
+    from experiments import shapes
+
+    return shapes.get_config("smoke")

@@ -1,0 +1,168 @@
+"""FastConvTranspose / conv_transpose against flax.linen.ConvTranspose and lax.conv_transpose."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+
+from seqdis_jax.nn.conv import FastConvTranspose, conv_transpose, conv_transpose_padding
+
+# (input shape NHWC, features, kernel_size, strides, padding)
+CASES = [
+    pytest.param((2, 4, 4, 6), 5, (4, 4), (2, 2), "SAME", id="s2-same-k4"),
+    pytest.param((3, 1, 1, 6), 4, (4, 4), (1, 1), "VALID", id="s1-valid-k4-1x1to4x4"),
+    pytest.param((2, 3, 5, 3), 5, (4, 4), (2, 2), "VALID", id="odd-3x5-s2-valid-k4"),
+    pytest.param((2, 3, 5, 3), 5, (3, 3), (2, 2), "SAME", id="odd-3x5-s2-same-k3"),
+    pytest.param((2, 3, 5, 3), 5, (3, 2), (3, 2), "SAME", id="odd-3x5-s32-same-k32"),
+    pytest.param((2, 3, 5, 3), 5, (4, 4), (2, 2), ((0, 1), (2, 3)), id="odd-explicit-pad"),
+    pytest.param((2, 4, 4, 3), 2, (3, 3), (2, 2), ((4, 4), (0, 0)), id="pad-beyond-kernel"),
+]
+
+
+def _normal(shape, seed: int, dtype=np.float32) -> jax.Array:
+    """Host-side random data (keeps the number of small XLA compilations down)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
+def _params(layer: nn.Module, x: jax.Array, seed: int = 0):
+    """Random (non-default, non-zero bias) params with the layer's structure."""
+    shapes = jax.eval_shape(layer.init, jax.random.key(0), x)["params"]
+    leaves, tree = jax.tree_util.tree_flatten(shapes)
+    return jax.tree_util.tree_unflatten(
+        tree, [_normal(p.shape, seed + i, p.dtype) for i, p in enumerate(leaves)]
+    )
+
+
+def _layers(features, kernel_size, strides, padding, **kw):
+    fast = FastConvTranspose(features, kernel_size, strides=strides, padding=padding, **kw)
+    plain = nn.ConvTranspose(features, kernel_size, strides=strides, padding=padding, **kw)
+    return fast, plain
+
+
+def _outputs_and_grads(layers, params, x, cot):
+    """(y, d/dparams, d/dx) of <layer(x), cot> for each layer, all in one jitted call."""
+
+    def run(params, x, cot):
+        res = []
+        for layer in layers:
+            y, vjp = jax.vjp(lambda p, x, layer=layer: layer.apply({"params": p}, x), params, x)
+            res.append((y, *vjp(cot.astype(y.dtype))))
+        return res
+
+    return jax.jit(run)(params, x, cot)
+
+
+def _close(a, b, rtol=1e-4, atol=1e-5):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("shape,features,kernel_size,strides,padding", CASES)
+def test_forward_and_grads_match_flax(shape, features, kernel_size, strides, padding):
+    x = _normal(shape, 2)
+    fast, plain = _layers(features, kernel_size, strides, padding)
+    params = _params(fast, x)
+    out_shape = jax.eval_shape(lambda: plain.apply({"params": params}, x)).shape
+    cot = _normal(out_shape, 3)
+
+    (y_fast, gp_fast, gx_fast), (y_plain, gp_plain, gx_plain) = _outputs_and_grads(
+        (fast, plain), params, x, cot
+    )
+    assert y_fast.shape == y_plain.shape == out_shape
+    _close(y_fast, y_plain, rtol=1e-5, atol=1e-6)
+    _close(gx_fast, gx_plain)
+    _close(gp_fast["kernel"], gp_plain["kernel"])
+    _close(gp_fast["bias"], gp_plain["bias"])
+    _close(gp_fast["bias"], cot.sum(axis=(0, 1, 2)))
+
+
+def test_params_interchangeable_and_default_init_matches():
+    x = jnp.ones((1, 4, 4, 3))
+    fast, plain = _layers(7, (4, 4), (2, 2), "SAME")
+    p_fast = fast.init(jax.random.key(0), x)
+    p_plain = plain.init(jax.random.key(0), x)
+    assert jax.tree_util.tree_structure(p_fast) == jax.tree_util.tree_structure(p_plain)
+    assert p_fast["params"]["kernel"].shape == (4, 4, 3, 7)
+    assert p_fast["params"]["bias"].shape == (7,)
+    # same initialisers and rng streams -> identical values
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(a, b), p_fast, p_plain)
+    _close(fast.apply(p_plain, x), plain.apply(p_fast, x), rtol=1e-6, atol=1e-6)
+
+
+def test_no_bias():
+    x = _normal((2, 4, 4, 3), 0)
+    fast, plain = _layers(4, (4, 4), (2, 2), "SAME", use_bias=False)
+    params = _params(fast, x)
+    assert set(params) == {"kernel"}
+    _close(fast.apply({"params": params}, x), plain.apply({"params": params}, x), rtol=1e-5)
+
+
+def test_input_gradient_is_linear_transpose():
+    """conv_transpose's custom input gradient equals jax.linear_transpose of lax.conv_transpose."""
+    x = _normal((2, 3, 5, 3), 0)
+    k = _normal((4, 4, 3, 5), 1)
+    y, vjp = jax.vjp(lambda x: conv_transpose(x, k, (2, 2), "SAME"), x)
+    g = _normal(y.shape, 2)
+    (lt,) = jax.linear_transpose(lambda x: lax.conv_transpose(x, k, (2, 2), "SAME"), x)(g)
+    _close(vjp(g)[0], lt, rtol=1e-5, atol=1e-6)
+
+
+def test_padding_matches_lax():
+    assert conv_transpose_padding((4, 4), (2, 2), "SAME") == ((2, 2), (2, 2))
+    assert conv_transpose_padding((4, 4), (1, 1), "VALID") == ((3, 3), (3, 3))
+    assert conv_transpose_padding((3, 3), (1, 1), 1) == ((1, 1), (1, 1))
+    with pytest.raises(NotImplementedError):
+        conv_transpose_padding((4, 4), (2, 2), "CIRCULAR")
+
+
+def test_vmap_over_leading_axis():
+    x = _normal((3, 2, 4, 4, 6), 0)
+    fast, plain = _layers(5, (4, 4), (2, 2), "SAME")
+    params = _params(fast, x[0])
+    cot = _normal((3, 2, 8, 8, 5), 1)
+
+    def vloss(layer):
+        def loss(params, x):
+            y = jax.vmap(lambda xi: layer.apply({"params": params}, xi))(x)
+            return jnp.vdot(y, cot), y
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+
+    (gp_fast, gx_fast), y_fast = vloss(fast)(params, x)
+    (gp_plain, gx_plain), y_plain = vloss(plain)(params, x)
+    _close(y_fast, y_plain, rtol=1e-5, atol=1e-6)
+    _close(gx_fast, gx_plain)
+    _close(gp_fast["kernel"], gp_plain["kernel"])
+    _close(gp_fast["bias"], gp_plain["bias"])
+
+
+def test_extra_and_missing_batch_dims():
+    fast, plain = _layers(5, (4, 4), (2, 2), "SAME")
+    x = _normal((3, 2, 4, 4, 6), 0)
+    params = {"params": _params(fast, x[0])}
+    _close(fast.apply(params, x), plain.apply(params, x), rtol=1e-5, atol=1e-6)
+    _close(fast.apply(params, x[0, 0]), plain.apply(params, x[0, 0]), rtol=1e-5, atol=1e-6)
+    assert fast.apply(params, x[0, 0]).shape == (8, 8, 5)
+
+
+def test_bfloat16_compute_dtype():
+    x = _normal((2, 4, 4, 6), 0)
+    fast, plain = _layers(5, (4, 4), (2, 2), "SAME", dtype=jnp.bfloat16)
+    params = _params(fast, x)
+    assert params["kernel"].dtype == jnp.float32
+    y_fast = fast.apply({"params": params}, x)
+    y_plain = plain.apply({"params": params}, x)
+    assert y_fast.dtype == y_plain.dtype == jnp.bfloat16
+    _close(y_fast.astype(jnp.float32), y_plain.astype(jnp.float32), rtol=2e-2, atol=2e-2)
+
+    cot = _normal(y_plain.shape, 1, jnp.bfloat16)
+    (_, gp_fast, gx_fast), (_, gp_plain, gx_plain) = _outputs_and_grads(
+        (fast, plain), params, x, cot
+    )
+    assert gp_fast["kernel"].dtype == jnp.float32 and gx_fast.dtype == jnp.float32
+    scale = float(jnp.abs(gp_plain["kernel"]).max())
+    _close(gp_fast["kernel"], gp_plain["kernel"], rtol=5e-2, atol=2e-2 * scale)
+    _close(gx_fast, gx_plain, rtol=5e-2, atol=2e-2 * float(jnp.abs(gx_plain).max()))
