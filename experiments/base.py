@@ -21,6 +21,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.seed = 0
     config.data.channels = 3
     config.data.pixel_scale = 255.0  # uint8 pixels / pixel_scale -> float input
+    # Prepared (TFDS array_record) datasets: where data_prep wrote them ('' = $TFDS_DATA_DIR or
+    # ~/tensorflow_datasets) and which build to read ('' = the full dataset).
+    config.data.data_dir = ""
+    config.data.tfds_name = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.static_dim = 256
@@ -30,6 +34,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.width = 1.0  # multiplier on every conv channel count
     config.model.prior_layers = 2
     config.model.compute_dtype = "float32"
+    # FastConvTranspose (custom CPU backward, same values) in the decoder; False: nn.ConvTranspose.
+    config.model.fast_conv_transpose = True
 
     config.loss = ml_collections.ConfigDict()
     config.loss.kl_static_weight = 1.0
@@ -46,10 +52,37 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.evaluators = ("reconstruction", "grids")
+    # 'all': every evaluator the dataset's labels allow (seqdis_jax/evaluate.py); or name them.
+    config.eval.evaluators = ("all",)
     config.eval.batch_size = 100
     config.eval.limit = 1000  # test sequences used by the metric evaluators (None: all)
     config.eval.grid_sequences = 8
+    config.eval.judge_repeats = 5  # R draws of the sampled factor -> mean and std
+    config.eval.latent_seeds = 10  # 80/20 splits of latent classification
+    config.eval.latent_classifiers = ("svc", "random_forest", "knn")
+    config.eval.mi_batch_size = 100  # M of the MWS estimator
+    config.eval.mi_every = 0  # log MWS mutual-information curves every N steps (0: never)
+
+    # The judge classifier that scores generated sequences (seqdis_jax/judge.py). One judge
+    # per dataset, shared by every run on it: train it with --mode=judge.
+    config.judge = ml_collections.ConfigDict()
+    config.judge.workdir = "runs/judges/unset"  # experiment files set runs/judges/<dataset>
+    config.judge.train_if_missing = False  # True: the first evaluation trains it
+    config.judge.min_accuracy = 0.99  # factors judged less accurately are not scored
+    config.judge.feature_dim = 128
+    config.judge.hidden_dim = 256
+    config.judge.head_dim = 256
+    config.judge.width = 1.0
+    config.judge.batch_size = 64
+    config.judge.train = ml_collections.ConfigDict()
+    config.judge.train.num_steps = 3000
+    config.judge.train.learning_rate = 1e-3
+    config.judge.train.adam_b1 = 0.9
+    config.judge.train.adam_b2 = 0.999
+    config.judge.train.grad_clip_norm = 0.0
+    config.judge.train.log_every = 100
+    config.judge.train.checkpoint_every = 1000
+    config.judge.train.keep_checkpoints = 1
     return config
 
 

@@ -15,7 +15,7 @@ from seqdis_jax.data import registry as data_registry
 CONFIG_FILE = "config.json"
 # Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
 MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
-                    "train.keep_checkpoints", "eval.")
+                    "train.keep_checkpoints", "eval.", "judge.")
 
 
 class UserInputError(ValueError):
@@ -43,10 +43,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"Unknown dataset {config.data.name!r}; config.data.name must be one of "
             f"{sorted(data_registry.DATASETS)}."
         )
-    unknown = [e for e in config.eval.evaluators if e not in evaluate_lib.EVALUATORS]
+    unknown = [e for e in config.eval.evaluators if e != "all" and e not in
+               evaluate_lib.EVALUATORS]
     if unknown:
         raise UserInputError(
-            f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold "
+            f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold 'all' or "
             f"{sorted(evaluate_lib.EVALUATORS)}."
         )
     if config.model.compute_dtype not in ("float32", "bfloat16"):
@@ -59,16 +60,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "model.static_dim", "model.dynamic_dim", "model.hidden_dim", "model.feature_dim",
         "model.width", "model.prior_layers", "train.learning_rate", "train.log_every",
         "train.checkpoint_every", "train.keep_checkpoints", "eval.batch_size",
-        "eval.grid_sequences",
+        "eval.grid_sequences", "eval.judge_repeats", "eval.latent_seeds", "eval.mi_batch_size",
+        "judge.batch_size", "judge.feature_dim", "judge.hidden_dim", "judge.head_dim",
+        "judge.width", "judge.train.learning_rate", "judge.train.log_every",
+        "judge.train.checkpoint_every", "judge.train.keep_checkpoints",
     )
+    if config.eval.mi_every < 0:
+        raise UserInputError(f"config.eval.mi_every must be >= 0, got {config.eval.mi_every}.")
+    if not 0.0 <= config.judge.min_accuracy <= 1.0:
+        raise UserInputError(
+            f"config.judge.min_accuracy must be in [0, 1], got {config.judge.min_accuracy}.")
     if config.train.num_steps < 0:
         raise UserInputError(f"config.train.num_steps must be >= 0, got {config.train.num_steps}.")
-    if config.data.batch_size > config.data.num_train:
+    if config.data.name == "shapes" and config.data.batch_size > config.data.num_train:
         raise UserInputError(
             f"config.data.batch_size ({config.data.batch_size}) exceeds config.data.num_train "
             f"({config.data.num_train}); lower the batch size."
         )
-    if "grids" in config.eval.evaluators and config.eval.grid_sequences < 2:
+    if config.eval.grid_sequences < 2:
         raise UserInputError("config.eval.grid_sequences must be >= 2 for the swap grid.")
 
 

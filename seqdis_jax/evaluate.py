@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Callable
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,11 +20,17 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from seqdis_jax import estimators
+from seqdis_jax import metrics as metrics_lib
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import eval_batches
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal
 
 Array = jax.Array
+
+
+class MissingLabelError(ValueError):
+    """An evaluator needs a label that the dataset does not have."""
 
 
 @dataclasses.dataclass
@@ -33,49 +41,124 @@ class EvalContext:
     variables: dict[str, Any]
     dataset: data_registry.Dataset
     rng: Array
+    # () -> (judge module, judge variables, judge.json); trains or restores the judge lazily.
+    judge_loader: Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]] | None = None
+    _codes: dict[str, np.ndarray] | None = None
 
     def video(self, batch: dict[str, np.ndarray]) -> Array:
         return jnp.asarray(batch["video"], jnp.float32) / self.config.data.pixel_scale
 
+    def codes(self) -> dict[str, np.ndarray]:
+        """Posterior means of s (N, Ds) and d_1:T (N, T, Dd) of the first `eval.limit` test
+        sequences, with their labels; computed once and shared by the evaluators."""
+        if self._codes is None:
+            self._codes = encode_dataset(self.config, self.model, self.variables, self.dataset,
+                                         jax.random.fold_in(self.rng, 10_000))
+        return self._codes
 
-EVALUATORS: dict[str, Callable[[EvalContext], dict[str, Any]]] = {}
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    fn: Callable[[EvalContext], dict[str, Any]]
+    needs_static: bool = False  # the dataset must label at least one static factor
+    needs_dynamic: bool = False  # ... and/or a dynamic one
+    needs_judge: bool = False
 
 
-def register(name: str):
+EVALUATORS: dict[str, Evaluator] = {}
+
+
+def register(name: str, needs_static: bool = False, needs_dynamic: bool = False,
+             needs_judge: bool = False):
     def wrap(fn):
-        EVALUATORS[name] = fn
+        EVALUATORS[name] = Evaluator(fn, needs_static, needs_dynamic, needs_judge)
         return fn
 
     return wrap
 
 
-def run_evaluators(
-    config: ml_collections.ConfigDict, workdir: str, model: Any, state: Any, rng: Array
-) -> dict[str, Any]:
-    """Runs every evaluator in `config.eval.evaluators`; writes `metrics.json`."""
-    unknown = [n for n in config.eval.evaluators if n not in EVALUATORS]
+def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset) -> list[str]:
+    """Expands 'all' to every evaluator the dataset's labels allow; refuses a named evaluator
+    whose labels the dataset lacks."""
+    unknown = [n for n in names if n != "all" and n not in EVALUATORS]
     if unknown:
         raise ValueError(
-            f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold {sorted(EVALUATORS)}."
+            f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold 'all' or "
+            f"{sorted(EVALUATORS)}."
         )
+    allowed = lambda e: (not e.needs_static or dataset.static_factors) and (
+        not e.needs_dynamic or dataset.dynamic_factors)
+    selected: list[str] = []
+    for name in names:
+        expanded = [n for n, e in EVALUATORS.items() if allowed(e)] if name == "all" else [name]
+        for n in expanded:
+            if not allowed(EVALUATORS[n]):
+                missing = "static" if EVALUATORS[n].needs_static and not \
+                    dataset.static_factors else "dynamic"
+                raise MissingLabelError(
+                    f"Evaluator {n!r} needs a {missing} label, and this dataset labels none "
+                    f"(static: {list(dataset.static_factors)}, dynamic: "
+                    f"{list(dataset.dynamic_factors)}); remove it from config.eval.evaluators."
+                )
+            if n not in selected:
+                selected.append(n)
+    return selected
+
+
+def run_evaluators(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    model: Any,
+    state: Any,
+    rng: Array,
+    judge_loader: Callable[[ml_collections.ConfigDict, Any], tuple] | None = None,
+) -> dict[str, Any]:
+    """Runs the evaluators in `config.eval.evaluators` ('all': every one the dataset's labels
+    allow); writes `metrics.json`."""
+    dataset = data_registry.load(config.data, "test")
+    names = select_evaluators(config.eval.evaluators, dataset)
     ctx = EvalContext(
         config=config,
         workdir=workdir,
         model=model,
         variables={"params": state.params, "batch_stats": state.batch_stats},
-        dataset=data_registry.load(config.data, "test"),
+        dataset=dataset,
         rng=rng,
+        judge_loader=(lambda: judge_loader(config, dataset)) if judge_loader else None,
     )
     results: dict[str, Any] = {"step": int(state.step)}
-    for i, name in enumerate(config.eval.evaluators):
+    for i, name in enumerate(names):
         ctx.rng = jax.random.fold_in(rng, i)
-        results.update(EVALUATORS[name](ctx))
+        results.update(EVALUATORS[name].fn(ctx))
     if jax.process_index() == 0:
         path = os.path.join(workdir, "metrics.json")
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2, sort_keys=True)
         os.replace(path + ".tmp", path)  # never leave a half-written metrics.json
     return results
+
+
+def encode_dataset(
+    config: ml_collections.ConfigDict, model: Any, variables: Any,
+    dataset: data_registry.Dataset, rng: Array,
+) -> dict[str, np.ndarray]:
+    """Posterior means (and one sample) of the first `eval.limit` sequences, plus labels."""
+
+    @jax.jit
+    def encode(variables, video, rng):
+        out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
+        return {k: out[k] for k in ("s_mean", "d_mean")}
+
+    label_keys = tuple(dataset.static_factors) + tuple(dataset.dynamic_factors)
+    parts: list[dict[str, np.ndarray]] = []
+    batches = eval_batches(dataset.source, config.eval.batch_size, config.eval.limit)
+    for i, batch in enumerate(batches):
+        video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
+        out = jax.device_get(encode(variables, video, jax.random.fold_in(rng, i)))
+        mask = batch["mask"]
+        parts.append({**{k: v[mask] for k, v in out.items()},
+                      **{k: np.asarray(batch[k])[mask] for k in label_keys}})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 @register("reconstruction")
@@ -132,6 +215,9 @@ def save_png(path: str, image: np.ndarray) -> None:
     os.replace(path + ".tmp.png", path)
 
 
+INTERPOLATION_STEPS = 8
+
+
 @register("grids")
 def grids(ctx: EvalContext) -> dict[str, Any]:
     """PNG grids from the first test sequences, decoding posterior means (C-DSVAE Fig. 3, 8):
@@ -141,6 +227,8 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     - static_fixed_dynamics_sampled.png: row 0 the input; then s of row 0 with d_1:T from
       the learned prior (its ancestral means, as the authors decode).
     - dynamics_fixed_static_sampled.png: row 0 the input; then d_1:T of row 0 with s ~ N(0, I).
+    - interpolation.png: first row x_A, last row x_B; between them d_1:T of A with s moving
+      linearly from s_A to s_B (C-DSVAE App. G).
     """
     model, variables = ctx.model, ctx.variables
     n = ctx.config.eval.grid_sequences
@@ -161,9 +249,12 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
         s_prior = jax.random.normal(rng_static, (n - 1, s.shape[-1]))
         fixed_s = decode(jnp.broadcast_to(s[:1], (n - 1, s.shape[-1])), d_prior)
         fixed_d = decode(s_prior, jnp.broadcast_to(d[:1], (n - 1,) + d.shape[1:]))
-        return decode(s, d), swapped, fixed_s, fixed_d
+        alpha = jnp.linspace(0.0, 1.0, INTERPOLATION_STEPS)[:, None]
+        interpolated = decode((1.0 - alpha) * s[0] + alpha * s[1],
+                              jnp.broadcast_to(d[:1], (INTERPOLATION_STEPS,) + d.shape[1:]))
+        return decode(s, d), swapped, fixed_s, fixed_d, interpolated
 
-    recon, swapped, fixed_s, fixed_d = jax.device_get(make(variables, video))
+    recon, swapped, fixed_s, fixed_d, interpolated = jax.device_get(make(variables, video))
     video = np.asarray(video)
     pairs = [(i, i + 1) for i in range(0, n - 1, 2)]
     outputs = {
@@ -174,6 +265,7 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
         ),
         "static_fixed_dynamics_sampled.png": np.concatenate([video[:1], fixed_s]),
         "dynamics_fixed_static_sampled.png": np.concatenate([video[:1], fixed_d]),
+        "interpolation.png": np.concatenate([video[:1], interpolated, video[1:2]]),
     }
     for name, rows in outputs.items():
         save_png(os.path.join(ctx.workdir, name), frames_to_grid(rows))
@@ -186,3 +278,270 @@ def _pair_partner(n: int) -> np.ndarray:
     for i in range(0, n - 1, 2):
         partner[i], partner[i + 1] = i + 1, i
     return partner
+
+
+# --------------------------------------------------------------------------------------------
+# Judge-based generation metrics (C-DSVAE App. B; SPYL App. A.2; DBSE A.2 and Table 4).
+
+
+def judge_accuracy(
+    config: ml_collections.ConfigDict, judge: Any, judge_variables: Any,
+    dataset: data_registry.Dataset,
+) -> dict[str, float]:
+    """The judge's accuracy per factor on every sequence of `dataset`."""
+
+    @jax.jit
+    def predict(judge_variables, video):
+        return {k: jnp.argmax(v, -1) for k, v in judge.apply(judge_variables, video).items()}
+
+    correct: dict[str, int] = {}
+    count = 0
+    for batch in eval_batches(dataset.source, config.eval.batch_size):
+        video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
+        predictions = jax.device_get(predict(judge_variables, video))
+        mask = batch["mask"]
+        for name, pred in predictions.items():
+            correct[name] = correct.get(name, 0) + int(np.sum((pred == batch[name])[mask]))
+        count += int(mask.sum())
+    return {name: c / count for name, c in correct.items()}
+
+
+def _trusted_factors(metadata: dict[str, Any], names: Sequence[str], minimum: float
+                     ) -> list[str]:
+    """Factors whose judge reached `minimum` test accuracy; warns about the others."""
+    trusted = []
+    for name in names:
+        accuracy = metadata["test_accuracy"][name]
+        if accuracy >= minimum:
+            trusted.append(name)
+        else:
+            print(f"Warning: the judge's test accuracy on {name!r} is {accuracy:.4f} < "
+                  f"{minimum} (config.judge.min_accuracy); {name!r} is not scored. Train the "
+                  "judge longer (--mode=judge with more config.judge.train.num_steps).",
+                  file=sys.stderr, flush=True)
+    return trusted
+
+
+@register("judge_generation", needs_static=True, needs_dynamic=True, needs_judge=True)
+def judge_generation(ctx: EvalContext) -> dict[str, Any]:
+    """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std).
+
+    fix_dynamics: for every test sequence keep the posterior means of d_1:T, draw s ~ N(0, I),
+      decode, and judge the dynamic labels (Acc, IS, H(y|x), H(y) of C-DSVAE Table 1).
+    fix_static: keep the posterior mean of s, take d_1:T from the learned prior (its ancestral
+      means, as the authors decode), decode, and judge the static labels (DBSE Table 4's
+      "Accuracy Static"; IS and entropies too).
+    """
+    if ctx.judge_loader is None:
+        raise ValueError("judge_generation needs a judge; run it through train/evaluate.")
+    judge, judge_variables, metadata = ctx.judge_loader()
+    minimum = ctx.config.judge.min_accuracy
+    dynamic = _trusted_factors(metadata, ctx.dataset.dynamic_factors, minimum)
+    static = _trusted_factors(metadata, ctx.dataset.static_factors, minimum)
+    model, repeats = ctx.model, ctx.config.eval.judge_repeats
+
+    @jax.jit
+    def generate_and_judge(variables, judge_variables, video, rng):
+        post_rng, rng = jax.random.split(rng)
+        out = model.apply(variables, video, False, rngs={"sample": post_rng}, method=model.encode)
+        s_mean, d_mean = out["s_mean"], out["d_mean"]
+        b, t = d_mean.shape[:2]
+        decode = lambda s, d: model.apply(variables, s, d, False, method=model.decode)
+        judge_probs = lambda x: {k: jax.nn.softmax(v, -1)
+                                 for k, v in judge.apply(judge_variables, x).items()}
+
+        def one_repeat(key):
+            static_key, prior_key = jax.random.split(key)
+            s_random = jax.random.normal(static_key, s_mean.shape)
+            d_prior, _ = model.apply(variables, b, t, method=model.sample_dynamics,
+                                     rngs={"sample": prior_key})
+            return judge_probs(decode(s_random, d_mean)), judge_probs(decode(s_mean, d_prior))
+
+        # Repeats run one after another (lax.map) so memory stays that of one batch.
+        return jax.lax.map(one_repeat, jax.random.split(rng, repeats))
+
+    fixed_d: dict[str, list[np.ndarray]] = {}
+    fixed_s: dict[str, list[np.ndarray]] = {}
+    labels: dict[str, list[np.ndarray]] = {}
+    batches = eval_batches(ctx.dataset.source, ctx.config.eval.batch_size, ctx.config.eval.limit)
+    for i, batch in enumerate(batches):
+        probs_d, probs_s = jax.device_get(generate_and_judge(
+            ctx.variables, judge_variables, ctx.video(batch), jax.random.fold_in(ctx.rng, i)))
+        mask = batch["mask"]
+        for name in dynamic + static:
+            labels.setdefault(name, []).append(np.asarray(batch[name])[mask])
+            fixed_d.setdefault(name, []).append(probs_d[name][:, mask])
+            fixed_s.setdefault(name, []).append(probs_s[name][:, mask])
+
+    results: dict[str, Any] = {}
+    for prefix, factors, probs in (("fix_dynamics", dynamic, fixed_d),
+                                   ("fix_static", static, fixed_s)):
+        for name in factors:
+            y = np.concatenate(labels[name])
+            p = np.concatenate(probs[name], axis=1)  # (R, N, K)
+            per_repeat = jax.device_get(jax.vmap(metrics_lib.judge_scores, (0, None))(p, y))
+            for metric, values in per_repeat.items():
+                results[f"{prefix}/{name}/{metric}"] = float(np.mean(values))
+                results[f"{prefix}/{name}/{metric}_std"] = float(np.std(values))
+    if static:
+        results["fix_static/mean_static_accuracy"] = float(np.mean(
+            [results[f"fix_static/{n}/accuracy"] for n in static]))
+    results.update({f"judge/test_accuracy/{k}": v for k, v in metadata["test_accuracy"].items()})
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Latent-code metrics: classification (SPYL 5.5), verification EER (C-DSVAE 4.4), MWS mutual
+# information (C-DSVAE App. A.3), t-SNE (DBSE Fig. 2).
+
+
+def _static_identity(codes: dict[str, np.ndarray], dataset: data_registry.Dataset
+                     ) -> np.ndarray:
+    """One id per sequence from its static labels (the speaker / the Sprites character)."""
+    labels = [codes[name] for name in dataset.static_factors]
+    sizes = [dataset.num_classes[name] for name in dataset.static_factors]
+    return np.ravel_multi_index(labels, sizes)
+
+
+@register("latent_classification", needs_static=True, needs_dynamic=True)
+def latent_classification(ctx: EvalContext) -> dict[str, Any]:
+    """Predict every static and dynamic label from s and from flattened d_1:T with SVC,
+    RandomForest and KNN (default settings) on 80/20 splits over `eval.latent_seeds` seeds.
+
+    static_gap = mean_f acc(f | s) - acc(f | d) over static factors; dynamic_gap likewise
+    acc(f | d) - acc(f | s) over dynamic factors: large gaps mean each code holds its own
+    factor only."""
+    codes = ctx.codes()
+    features = {"s": codes["s_mean"], "d": codes["d_mean"].reshape(len(codes["d_mean"]), -1)}
+    seeds = tuple(range(ctx.config.eval.latent_seeds))
+    classifiers = tuple(ctx.config.eval.latent_classifiers)
+    results: dict[str, Any] = {}
+    accuracy: dict[tuple[str, str, str], float] = {}
+    for code, x in features.items():
+        for name in tuple(ctx.dataset.static_factors) + tuple(ctx.dataset.dynamic_factors):
+            scores = metrics_lib.latent_classification(x, codes[name], classifiers, seeds)
+            for clf, (mean, std) in scores.items():
+                accuracy[code, name, clf] = mean
+                results[f"latent/{name}_from_{code}/{clf}"] = mean
+                results[f"latent/{name}_from_{code}/{clf}_std"] = std
+    for clf in classifiers:
+        results[f"latent/static_gap/{clf}"] = float(np.mean(
+            [accuracy["s", f, clf] - accuracy["d", f, clf] for f in ctx.dataset.static_factors]))
+        results[f"latent/dynamic_gap/{clf}"] = float(np.mean(
+            [accuracy["d", f, clf] - accuracy["s", f, clf] for f in ctx.dataset.dynamic_factors]))
+    return results
+
+
+@register("verification_eer", needs_static=True)
+def verification_eer(ctx: EvalContext) -> dict[str, Any]:
+    """Verification by cosine similarity (C-DSVAE 4.4): one vector per sequence, the static
+    mean or the time-average of the dynamic means; a pair is a target when both sequences
+    share the identity (all static labels). Low static EER and high dynamic EER (a large gap)
+    mean the identity lives in s only."""
+    codes = ctx.codes()
+    identity = _static_identity(codes, ctx.dataset)
+    if len(np.unique(identity)) == len(identity):
+        print("Warning: verification_eer skipped: no two evaluated sequences share an identity; "
+              "raise config.eval.limit.", file=sys.stderr, flush=True)
+        return {}
+    static_eer = metrics_lib.verification_eer(codes["s_mean"], identity)
+    dynamic_eer = metrics_lib.verification_eer(codes["d_mean"].mean(axis=1), identity)
+    return {"eer/static": static_eer, "eer/dynamic": dynamic_eer,
+            "eer/gap": dynamic_eer - static_eer}
+
+
+def _mi_function(model: Any):
+    @jax.jit
+    def mutual_information(variables, video, rng):
+        out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
+        d_mean, d_logvar, d = out["d_mean"], out["d_logvar"], out["d"]
+        return estimators.mws_mutual_information(
+            out["s"], out["s_mean"], out["s_logvar"], d, d_mean, d_logvar)
+
+    return mutual_information
+
+
+@register("mutual_information")
+def mutual_information(ctx: EvalContext) -> dict[str, Any]:
+    """I(s; d_1:T), I(s; x), I(d_1:T; x) by MWS (C-DSVAE App. A.3, eq. 13), averaged over
+    held-out batches of `eval.mi_batch_size` sequences."""
+    fn = _mi_function(ctx.model)
+    values = []
+    size = ctx.config.eval.mi_batch_size
+    n = min(len(ctx.dataset.source), ctx.config.eval.limit or len(ctx.dataset.source))
+    for i, batch in enumerate(eval_batches(ctx.dataset.source, size, n - n % size or n)):
+        if not batch["mask"].all():
+            break  # MWS needs a full batch of distinct sequences
+        values.append(jax.device_get(fn(ctx.variables, ctx.video(batch),
+                                        jax.random.fold_in(ctx.rng, i))))
+    return {f"mi/{k.removeprefix('mi_')}": float(np.mean([v[k] for v in values]))
+            for k in values[0] if k.startswith("mi_")}
+
+
+def make_mi_curve(config: ml_collections.ConfigDict, model: Any
+                  ) -> Callable[[Any], dict[str, float]]:
+    """state -> MWS mutual informations on one fixed held-out batch, for training curves
+    (C-DSVAE Fig. 6, 14, 15)."""
+    dataset = data_registry.load(config.data, "test")
+    batch = next(eval_batches(dataset.source, min(config.eval.mi_batch_size,
+                                                  len(dataset.source))))
+    video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
+    fn = _mi_function(model)
+    rng = jax.random.PRNGKey(config.seed + 1)
+
+    def curve(state) -> dict[str, float]:
+        values = jax.device_get(fn({"params": state.params, "batch_stats": state.batch_stats},
+                                   video, rng))
+        return {k: float(v) for k, v in values.items() if k.startswith("mi_")}
+
+    return curve
+
+
+_PALETTE = np.array([
+    (230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
+    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
+    (220, 190, 255), (170, 110, 40), (128, 0, 0), (170, 255, 195), (128, 128, 0),
+    (0, 0, 128), (128, 128, 128), (255, 225, 25), (0, 0, 0), (255, 215, 180),
+], np.uint8)
+
+
+def scatter_panel(points: np.ndarray, labels: np.ndarray, title: str, size: int = 320
+                  ) -> Image.Image:
+    """A square scatter plot of 2-D points, one colour per label, title on top (PIL only)."""
+    from PIL import ImageDraw
+
+    panel = Image.new("RGB", (size, size + 16), (255, 255, 255))
+    draw = ImageDraw.Draw(panel)
+    draw.text((4, 2), title, fill=(0, 0, 0))
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    xy = (points - lo) / np.maximum(hi - lo, 1e-9) * (size - 12) + 6
+    for (x, y), label in zip(xy, labels):
+        color = tuple(int(c) for c in _PALETTE[int(label) % len(_PALETTE)])
+        draw.ellipse((x - 2, y + 16 - 2, x + 2, y + 16 + 2), fill=color)
+    return panel
+
+
+@register("tsne", needs_static=True, needs_dynamic=True)
+def tsne(ctx: EvalContext) -> dict[str, Any]:
+    """tsne.png: t-SNE of s (top row) and of flattened d_1:T (bottom row), one column per
+    labelled factor, points coloured by that label (DBSE Fig. 2)."""
+    from sklearn.manifold import TSNE
+
+    codes = ctx.codes()
+    n = len(codes["s_mean"])
+    factors = tuple(ctx.dataset.static_factors) + tuple(ctx.dataset.dynamic_factors)
+    rows = []
+    for code, x in (("s", codes["s_mean"]), ("d", codes["d_mean"].reshape(n, -1))):
+        embedding = TSNE(2, init="pca", perplexity=min(30.0, (n - 1) / 3.0),
+                         random_state=ctx.config.seed).fit_transform(x)
+        rows.append([scatter_panel(embedding, codes[f], f"t-SNE of {code}, colour = {f}")
+                     for f in factors])
+    w, h = rows[0][0].size
+    canvas = Image.new("RGB", (w * len(factors), h * 2), (255, 255, 255))
+    for r, row in enumerate(rows):
+        for c, panel in enumerate(row):
+            canvas.paste(panel, (c * w, r * h))
+    path = os.path.join(ctx.workdir, "tsne.png")
+    canvas.save(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)
+    return {"tsne": "tsne.png"}

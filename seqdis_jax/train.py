@@ -7,10 +7,11 @@ a resumed run reproduces the PRNG stream of an uninterrupted one.
 
 from __future__ import annotations
 
-import logging
 import os
+import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import chex
 import flax.struct
@@ -20,15 +21,21 @@ import ml_collections
 import numpy as np
 import optax
 
-from seqdis_jax import checkpointing
-from seqdis_jax.configuration import UserInputError
+from seqdis_jax import checkpointing, models
 from seqdis_jax import evaluate as evaluate_lib
-from seqdis_jax import models
+from seqdis_jax import judge as judge_lib
+from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import train_iterator
 from seqdis_jax.metric_writers import MetricWriter, ProgressLine
 
 Array = jax.Array
+
+
+def _log(message: str) -> None:
+    """Run-level messages on the console of process 0 (absl INFO is muted by the launcher)."""
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 class MissingCheckpointError(FileNotFoundError):
@@ -151,18 +158,27 @@ def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple
     return (config.data.batch_size,) + shape
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains `config.method` on `config.data`, resuming from `workdir` when a checkpoint is
-    there, checkpoints every `config.train.checkpoint_every` steps and at the end, then runs
-    the evaluators. Returns the evaluation metrics."""
-    method = models.get_method(config.method)
-    train_data = data_registry.load(config.data, "train")
-    model = method.build(config)
+def _fit(
+    method: Any,
+    model: Any,
+    config: ml_collections.ConfigDict,
+    train_data: Any,
+    workdir: str,
+    batch_keys: tuple[str, ...],
+    on_log: Callable[[int, Any], dict[str, Any]] | None = None,
+) -> tuple[TrainState, float]:
+    """The training loop shared by every method and the judge.
+
+    Resumes from the latest checkpoint in `workdir` (train state and data order), runs the
+    jitted step to `config.train.num_steps`, logs the mean of each `log_every` interval (one
+    host transfer per interval), checkpoints every `checkpoint_every` steps and at the end.
+    `on_log(step, state)` may return extra scalars (e.g. mutual-information curves) that are
+    logged under the split 'eval'. Returns the final state and the training wall time.
+    """
     tx = make_optimizer(config)
     video_shape = _batch_video_shape(config, train_data)
-
     rng = jax.random.PRNGKey(config.seed)
-    init_rng, train_rng, eval_rng = jax.random.split(rng, 3)
+    init_rng, train_rng, _ = jax.random.split(rng, 3)
     data_iter = train_iterator(train_data.source, config.data.batch_size, config.seed)
     manager = checkpointing.make_manager(
         workdir, config.train.checkpoint_every, config.train.keep_checkpoints
@@ -171,11 +187,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = checkpointing.restore(
             manager, abstract_train_state(model, tx, video_shape), data_iter
         )
-        logging.info("Resumed from %s at step %d.", manager.directory, int(state.step))
+        _log(f"Resumed from {manager.directory} at step {int(state.step)}.")
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng)
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
-    logging.info("%s: %d parameters.", config.method, param_count)
+    _log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
+         f"{config.train.num_steps}.")
 
     train_step = make_train_step(method, model, tx, config)
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
@@ -186,7 +203,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     for step in range(start_step + 1, config.train.num_steps + 1):
         batch = next(data_iter)
         check_batch(batch, video_shape)
-        state, metrics = train_step(state, {"video": batch["video"]}, train_rng)
+        state, metrics = train_step(state, {k: batch[k] for k in batch_keys}, train_rng)
         pending.append(metrics)
         if step % config.train.log_every == 0 or step == config.train.num_steps:
             # One host transfer per log interval: the mean of the interval's metrics.
@@ -199,21 +216,109 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 )
             steps_per_sec = progress.update(step, means)
             writer.write(step, {**means, "steps_per_sec": steps_per_sec})
+            if on_log is not None:
+                writer.write(step, on_log(step, state), "eval")
         checkpointing.save(manager, step, state, data_iter)
     if train_step._cache_size() > 1:  # every step must reuse one executable
-        logging.warning("The train step was compiled %d times.", train_step._cache_size())
+        _log(f"Warning: the train step was compiled {train_step._cache_size()} times.")
     if manager.latest_step() != int(state.step):
         checkpointing.save(manager, int(state.step), state, data_iter, force=True)
     manager.wait_until_finished()
+    manager.close()
+    writer.close()
     train_seconds = time.perf_counter() - start_time
-    logging.info("Trained %d steps in %.1fs.", int(state.step) - start_step, train_seconds)
+    _log(f"Trained {int(state.step) - start_step} steps in {train_seconds:.1f}s.")
+    return state, train_seconds
 
-    results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng)
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains `config.method` on `config.data`, resuming from `workdir` when a checkpoint is
+    there, checkpoints every `config.train.checkpoint_every` steps and at the end, then runs
+    the evaluators. Returns the evaluation metrics."""
+    method = models.get_method(config.method)
+    train_data = data_registry.load(config.data, "train")
+    model = method.build(config)
+    on_log = None
+    if config.eval.mi_every > 0:
+        mi_curve = evaluate_lib.make_mi_curve(config, model)
+        on_log = lambda step, state: (
+            mi_curve(state) if step % config.eval.mi_every == 0 else {})
+    state, train_seconds = _fit(method, model, config, train_data, workdir, ("video",), on_log)
+    eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
+    results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
+                                          judge_loader=restore_judge)
     results["train_seconds"] = train_seconds
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     writer.write(int(state.step), {k: v for k, v in results.items() if np.isscalar(v)}, "test")
     writer.close()
-    manager.close()
     return results
+
+
+def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The run config with the judge's optimisation settings in place of the model's."""
+    jc = config.copy_and_resolve_references()
+    with jc.unlocked():
+        jc.train = config.judge.train.copy_and_resolve_references()
+        jc.data.batch_size = config.judge.batch_size
+    return jc
+
+
+def train_judge(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Trains the judge of `config.data` into `config.judge.workdir` with full supervision
+    on the training split, then measures its test accuracy per factor and writes judge.json.
+    A judge that already reached `config.judge.train.num_steps` there is only re-measured."""
+    judge_dir = os.path.abspath(config.judge.workdir)
+    train_data = data_registry.load(config.data, "train")
+    existing = judge_lib.read_metadata(judge_dir)
+    if existing is not None:
+        judge_lib.check_compatible(existing, config, train_data, judge_dir)
+    os.makedirs(judge_dir, exist_ok=True)
+    jc = judge_config(config)
+    model = judge_lib.build(config, train_data)
+    keys = ("video",) + tuple(name for name, _ in judge_lib.factors_of(train_data))
+    state, seconds = _fit(judge_lib, model, jc, train_data, judge_dir, keys)
+    test_data = data_registry.load(config.data, "test")
+    accuracy = evaluate_lib.judge_accuracy(
+        config, model, {"params": state.params, "batch_stats": state.batch_stats}, test_data
+    )
+    metadata = judge_lib.data_signature(config, train_data) | {
+        "architecture": judge_lib.judge_architecture(config),
+        "step": int(state.step),
+        "test_accuracy": accuracy,
+        "train_seconds": seconds,
+    }
+    judge_lib.write_metadata(judge_dir, metadata)
+    _log("Judge test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
+    return {f"judge/test_accuracy/{k}": v for k, v in accuracy.items()} | {
+        "judge/train_seconds": seconds}
+
+
+def restore_judge(
+    config: ml_collections.ConfigDict, dataset: Any
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(judge module, variables, judge.json) from `config.judge.workdir`; trains the judge
+    first when it is missing and `config.judge.train_if_missing` is set."""
+    judge_dir = os.path.abspath(config.judge.workdir)
+    metadata = judge_lib.read_metadata(judge_dir)
+    if metadata is None:
+        if not config.judge.train_if_missing:
+            raise MissingCheckpointError(
+                f"No trained judge in {judge_dir} (config.judge.workdir). Train it with: "
+                f"python -m experiments.main --config=<this config> --mode=judge "
+                f"(or set --config.judge.train_if_missing=True)."
+            )
+        _log(f"No judge in {judge_dir}: training one (config.judge.train_if_missing).")
+        train_judge(config)
+        metadata = judge_lib.read_metadata(judge_dir)
+    judge_lib.check_compatible(metadata, config, dataset, judge_dir)
+    model = judge_lib.build(config, dataset)
+    tx = make_optimizer(judge_config(config))
+    shape = (config.judge.batch_size,) + tuple(dataset.video_shape)
+    manager = checkpointing.make_manager(judge_dir, 1, 1, create=False)
+    state = checkpointing.restore(manager, abstract_train_state(model, tx, shape),
+                                  step=metadata["step"])
+    manager.close()
+    return model, {"params": state.params, "batch_stats": state.batch_stats}, metadata
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -237,4 +342,5 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     state = checkpointing.restore(manager, abstract_train_state(model, tx, video_shape))
     manager.close()
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
-    return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng)
+    return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
+                                       judge_loader=restore_judge)

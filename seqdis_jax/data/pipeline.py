@@ -7,7 +7,8 @@ state Orbax checkpoints, so a resumed run continues with the same data order.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import grain
 import numpy as np

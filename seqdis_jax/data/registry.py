@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from seqdis_jax.data import shapes
+from seqdis_jax.data import array_record, shapes, sprites
 from seqdis_jax.data.pipeline import InMemorySource
 
 
@@ -33,8 +34,33 @@ def _load_shapes(config: Any, split: str) -> Dataset:
     )
 
 
+def _load_sprites(config: Any, split: str) -> Dataset:
+    """Sprites (DSVAE) as prepared by `python -m data_prep.sprites` in `config.data_dir`
+    (default $TFDS_DATA_DIR, else ~/tensorflow_datasets); `config.tfds_name` picks a subset
+    build such as ``sprites_subset_20``."""
+    data_dir = config.get("data_dir", None) or array_record.default_data_dir()
+    name = config.get("tfds_name", None) or sprites.TFDS_NAME
+    try:
+        source = array_record.load_split(name, data_dir, split)
+    except array_record.NotPreparedError as e:
+        subset = name.removeprefix(f"{sprites.TFDS_NAME}_subset_")
+        characters = f" --characters={subset}" if subset != name else ""
+        raise array_record.NotPreparedError(
+            f"{e}. Prepare it with: python -m data_prep.sprites "
+            f"--source_dir=<path to the LPC sheets> --data_dir={data_dir}{characters}"
+        ) from None
+    return Dataset(
+        source=source,
+        video_shape=(sprites.NUM_FRAMES, sprites.CELL, sprites.CELL, 3),
+        static_factors=sprites.STATIC_FACTORS,
+        dynamic_factors=sprites.DYNAMIC_FACTORS,
+        num_classes=dict(sprites.NUM_CLASSES),
+    )
+
+
 DATASETS: dict[str, Callable[[Any, str], Dataset]] = {
     "shapes": _load_shapes,
+    "sprites": _load_sprites,
 }
 
 

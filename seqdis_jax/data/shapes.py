@@ -69,6 +69,7 @@ NUM_CLASSES = {"shape": 5, "color": 6, "size": 2, "motion": 9}
 _HALF_EXTENT = (5.5, 9.5)  # px at 64x64, indexed by size label
 _MARGIN = 1.5  # px between the shape's bounding box and the frame edge
 _DIAGONAL = 0.8  # per-axis fraction of D for diagonal motion
+_BACKGROUND = 0.0  # background = this fraction of the sequence colour (0: black)
 _DIR_VEC = np.array([[1.0, 0.0], [0.0, 1.0], [_DIAGONAL, _DIAGONAL]])  # (x, y) per direction
 
 
@@ -141,7 +142,8 @@ def generate(
     win = math.ceil(2.0 * h_all[-1] + 2.0) + 1
     offs = np.arange(win)
     rgb = np.array(COLORS, dtype=np.float32)[color][:, None, None, :]  # (N, 1, 1, 3)
-    video = np.zeros((n, t_len, size_px, size_px, 3), dtype=np.uint8)
+    background = (rgb * _BACKGROUND + 0.5).astype(np.uint8)  # (N, 1, 1, 3)
+    video = np.broadcast_to(background[:, None], (n, t_len, size_px, size_px, 3)).copy()
     n_idx = np.arange(n)[:, None, None]
     masks = [np.flatnonzero(shape == k) for k in range(len(SHAPES))]
     for t in range(t_len):
@@ -157,7 +159,8 @@ def generate(
                 hk = h[idx].astype(np.float32)[:, None, None]
                 cov[idx] = _sdf(kind, xs[idx], ys[idx], hk)
         np.clip(0.5 - cov, 0.0, 1.0, out=cov)
-        patch = (cov[..., None] * rgb + 0.5).astype(np.uint8)  # (N, W, W, 3)
+        cov = cov[..., None]
+        patch = (cov * rgb + (1.0 - cov) * rgb * _BACKGROUND + 0.5).astype(np.uint8)  # (N,W,W,3)
         rows = y0[:, None, None] + offs[None, :, None]
         cols = x0[:, None, None] + offs[None, None, :]
         video[n_idx, t, rows, cols] = patch

@@ -42,10 +42,13 @@ class DSVAE(nn.Module):
     prior_layers: int = 2
     channels: int = 3
     dtype: Any = None
+    fast_conv_transpose: bool = True
 
     def setup(self):
         self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype)
-        self.decoder = FrameDecoder(self.channels, self.width, self.dtype)
+        self.decoder = FrameDecoder(
+            self.channels, self.width, self.dtype, self.fast_conv_transpose
+        )
         self.static_posterior = StaticPosterior(self.static_dim, self.hidden_dim, self.dtype)
         self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim, self.dtype)
         self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype)
@@ -73,6 +76,10 @@ class DSVAE(nn.Module):
         d_mean, d_logvar, d = self.dynamic_posterior(features, eps)
         return dict(s_mean=s_mean, s_logvar=s_logvar, s=s, d_mean=d_mean, d_logvar=d_logvar, d=d)
 
+    def encode(self, x: Array, train: bool = False) -> dict[str, Array]:
+        """Posterior of s and d_1:T for a batch of sequences (no decoding)."""
+        return self.posterior(self.encode_frames(x, train))
+
     def __call__(self, x: Array, train: bool = True) -> dict[str, Array]:
         """Full pass: posterior, teacher-forced prior and reconstruction."""
         out = self.posterior(self.encode_frames(x, train))
@@ -96,6 +103,7 @@ def build(config: ml_collections.ConfigDict) -> DSVAE:
         prior_layers=m.prior_layers,
         channels=config.data.channels,
         dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
+        fast_conv_transpose=m.fast_conv_transpose,
     )
 
 

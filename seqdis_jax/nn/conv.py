@@ -205,15 +205,23 @@ def conv_transpose(
 
     The backward pass uses the strided convolution that this op is the transpose of: its
     forward for the input gradient, its ordinary weight gradient for the kernel gradient.
-    Stride 1 uses plain autodiff (no input dilation, so it is already fast).
+    Stride 1 uses plain autodiff (no input dilation, so it is already fast). The custom
+    backward is selected for the CPU only (`lax.platform_dependent`, resolved when the program
+    is lowered): GPUs and TPUs keep their vendor kernels for the transposed-conv gradients.
     """
     nd = x.ndim - 2
     strides = tuple(int(s) for s in strides)
     kernel_size = tuple(int(k) for k in kernel.shape[:nd])
     pads = conv_transpose_padding(kernel_size, strides, padding)
-    if all(s == 1 for s in strides):
+    def plain(x, kernel):
         return _transposed_conv(x, kernel, strides, pads, precision)
-    return _conv_transpose_fast(x, kernel, strides, pads, precision)
+
+    def fast(x, kernel):
+        return _conv_transpose_fast(x, kernel, strides, pads, precision)
+
+    if all(s == 1 for s in strides):
+        return plain(x, kernel)
+    return lax.platform_dependent(x, kernel, cpu=fast, default=plain)
 
 
 class FastConvTranspose(nn.Module):

@@ -48,14 +48,20 @@ class StaticPosterior(nn.Module):
 
     @nn.compact
     def __call__(self, features: Array) -> tuple[Array, Array]:
-        cell = nn.OptimizedLSTMCell
-        forward = nn.RNN(cell(self.hidden_dim, dtype=self.dtype, name="forward_lstm"))
-        backward = nn.RNN(cell(self.hidden_dim, dtype=self.dtype, name="backward_lstm"))
-        (_, h_fwd), _ = forward(features, return_carry=True)
-        (_, h_bwd), _ = backward(features, return_carry=True, reverse=True, keep_order=True)
-        return GaussianHead(self.static_dim, self.dtype, name="head")(
-            jnp.concatenate([h_fwd, h_bwd], axis=-1)
-        )
+        summary = bidirectional_last_states(features, self.hidden_dim, self.dtype)
+        return GaussianHead(self.static_dim, self.dtype, name="head")(summary)
+
+
+def bidirectional_last_states(features: Array, hidden_dim: int, dtype: Any = None) -> Array:
+    """(B, T, F) -> (B, 2H): the last forward LSTM state (t = T) concatenated with the last
+    backward state (t = 1). Call inside a compact method: the two LSTMs ('forward_lstm',
+    'backward_lstm') become submodules of the caller (static posterior, judge)."""
+    cell = nn.OptimizedLSTMCell
+    forward = nn.RNN(cell(hidden_dim, dtype=dtype, name="forward_lstm"))
+    backward = nn.RNN(cell(hidden_dim, dtype=dtype, name="backward_lstm"))
+    (_, h_fwd), _ = forward(features, return_carry=True)
+    (_, h_bwd), _ = backward(features, return_carry=True, reverse=True, keep_order=True)
+    return jnp.concatenate([h_fwd, h_bwd], axis=-1)
 
 
 class _PosteriorStep(nn.Module):
@@ -125,9 +131,8 @@ class _PriorStep(nn.Module):
         h = d_prev
         new_carries = []
         for layer, carry in enumerate(carries):
-            carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=f"lstm_{layer}")(
-                carry, h
-            )
+            cell = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=f"lstm_{layer}")
+            carry, h = cell(carry, h)
             new_carries.append(carry)
         mean, logvar = GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
         return tuple(new_carries), (mean, logvar)

@@ -94,15 +94,17 @@ class FrameDecoder(nn.Module):
     out_channels: int = 3
     width: float = 1.0
     dtype: Any = None
+    fast_conv_transpose: bool = True  # False: plain nn.ConvTranspose (for benchmarks)
 
     @nn.compact
     def __call__(self, latents: Array, train: bool) -> Array:
         """latents: (N, D) -> (N, 64, 64, out_channels) in [0, 1]."""
+        conv_transpose = FastConvTranspose if self.fast_conv_transpose else nn.ConvTranspose
         h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
         specs = [(512, (1, 1), "VALID"), (256, (2, 2), "SAME"), (128, (2, 2), "SAME"),
                  (64, (2, 2), "SAME")]
         for i, (channels, strides, padding) in enumerate(specs):
-            h = FastConvTranspose(
+            h = conv_transpose(
                 scaled(channels, self.width),
                 (4, 4),
                 strides=strides,
@@ -114,7 +116,7 @@ class FrameDecoder(nn.Module):
             )(h)
             h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
             h = nn.leaky_relu(h, 0.2)
-        h = FastConvTranspose(
+        h = conv_transpose(
             self.out_channels,
             (4, 4),
             strides=(2, 2),

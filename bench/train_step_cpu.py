@@ -1,0 +1,81 @@
+"""Times one DSVAE training step (fwd + bwd + Adam) at full paper width.
+
+    python bench/train_step_cpu.py                       # FastConvTranspose decoder
+    python bench/train_step_cpu.py --plain_conv_transpose  # nn.ConvTranspose decoder
+
+Batch 32 x 8 frames of 64x64x3, Sprites sizes (g = 128, ds = 256, dd = 32, hidden 256).
+Compiles once, warms up, then reports the median of --repeats steps (block_until_ready) and
+prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.base import base_config  # noqa: E402
+from seqdis_jax import models, train  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plain_conv_transpose", action="store_true")
+    args = parser.parse_args()
+    jax.config.update("jax_threefry_partitionable", False)
+
+    config = base_config()
+    config.data.batch_size = args.batch
+    config.model.width = args.width
+    config.model.fast_conv_transpose = not args.plain_conv_transpose
+    method = models.get_method("dsvae")
+    model = method.build(config)
+    tx = train.make_optimizer(config)
+    shape = (args.batch, 8, 64, 64, 3)
+    state = train.create_train_state(model, tx, jnp.zeros(shape), jax.random.PRNGKey(0))
+    step = train.make_train_step(method, model, tx, config)
+    batch = {"video": np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)}
+    rng = jax.random.PRNGKey(1)
+
+    start = time.perf_counter()
+    state, _ = step(state, batch, rng)
+    jax.block_until_ready(state)
+    compile_and_first = time.perf_counter() - start
+    times = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        state, metrics = step(state, batch, rng)
+        jax.block_until_ready((state, metrics))
+        times.append(time.perf_counter() - start)
+    result = dict(
+        decoder="nn.ConvTranspose" if args.plain_conv_transpose else "FastConvTranspose",
+        batch=args.batch,
+        frames=8,
+        width=args.width,
+        params=int(sum(x.size for x in jax.tree.leaves(state.params))),
+        compile_and_first_step_s=round(compile_and_first, 2),
+        step_s_median=round(statistics.median(times), 3),
+        step_s_all=[round(t, 3) for t in times],
+        backend=jax.default_backend(),
+        jax=jax.__version__,
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""Prepare the Sprites benchmark as a TFDS array_record dataset (no TensorFlow needed).
+
+    python -m data_prep.sprites --source_dir=<path to the LPC sheets> [--data_dir=DIR]
+    python -m data_prep.sprites --download [--cache_dir=DIR] [--data_dir=DIR]
+    python -m data_prep.sprites --source_dir=<path> --characters=20   # a quick subset build
+
+Composes the 1296 characters from the LPC layer sheets as the DSVAE authors' scripts do (see
+`seqdis_jax.data.sprites`) and writes ``<data_dir>/sprites/1.0.0``: train 9000 and test 2664
+sequences (uint8 video (8, 64, 64, 3) and int32 labels action, direction, motion, skin, pants,
+top, hair, character). ``--data_dir`` defaults to ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``.
+
+``--characters=N`` builds only the first N characters of the authors' permutation (split in the
+full set's proportion, at least one test character) under the name ``sprites_subset_N``, so it
+is never read as the full dataset; train with it via ``--config.data.tfds_name=sprites_subset_N``.
+
+The sheets come from ``--source_dir`` (a copy of github.com/YingzhenLi/Sprites) or, with
+``--download``, from that repository into ``--cache_dir``. A run is idempotent: the dataset's
+metadata holds a fingerprint (sha256 of the sheets used, the generation protocol and the
+characters); when the prepared dataset has the same fingerprint, nothing is rewritten.
+Bad inputs (missing directory or sheet, wrong sheet size) exit with status 2 and one line
+``error: ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+from seqdis_jax.data import array_record, sprites
+
+# Bump whenever composition, frame rules, split or the record layout change: the fingerprint
+# changes with it, so the next run rebuilds instead of skipping.
+PROTOCOL = "sprites-protocol-1"
+# The authors' repository at a fixed commit, so a download always gives the same sheets.
+SOURCE_URL = (
+    "https://raw.githubusercontent.com/YingzhenLi/Sprites/3ce4048c5227802bd8f1888e293fd3afdba91c0c/"
+)
+CITATION = """@inproceedings{li2018disentangle,
+  title = {Disentangled Sequential Autoencoder},
+  author = {Li, Yingzhen and Mandt, Stephan},
+  booktitle = {International Conference on Machine Learning},
+  year = {2018}
+}"""
+
+_SOURCE_DIR = flags.DEFINE_string(
+    "source_dir", None, "Directory with the LPC sheets (body/, bottomwear/, topwear/, ...)."
+)
+_DOWNLOAD = flags.DEFINE_bool(
+    "download", False, "Without --source_dir: download the sheets into --cache_dir first."
+)
+_CACHE_DIR = flags.DEFINE_string(
+    "cache_dir", None, "Where --download puts the sheets (default ~/.cache/seqdis_jax/sprites_lpc)."
+)
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
+)
+_CHARACTERS = flags.DEFINE_integer(
+    "characters", None, "Build only this many characters, as dataset sprites_subset_<N>."
+)
+
+
+class InputError(Exception):
+    """A problem with the user's inputs: reported as one line, exit status 2."""
+
+
+def default_cache_dir() -> str:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(cache, "seqdis_jax", "sprites_lpc")
+
+
+def download_sheets(cache_dir: str, base_url: str = SOURCE_URL) -> str:
+    """Fetches the sheets a build needs into ``cache_dir`` (files already there are kept;
+    each file appears only once complete) and returns ``cache_dir``."""
+    for name in sprites.SHEET_FILES:
+        path = os.path.join(cache_dir, name)
+        if os.path.isfile(path) and os.path.getsize(path) > 0:
+            continue
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        url = base_url.rstrip("/") + "/" + name
+        fd, tmp = tempfile.mkstemp(prefix=".download-", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+                f.write(response.read())
+            os.replace(tmp, path)
+        except OSError as e:
+            raise InputError(f"cannot download {url}: {e}") from e
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return cache_dir
+
+
+def fingerprint(source_dir: str, characters: Mapping[str, np.ndarray]) -> str:
+    """sha256 of everything the dataset's content depends on: the protocol, the characters of
+    each split, and the bytes of every sheet used."""
+    h = hashlib.sha256(f"{PROTOCOL}\n{sprites.TFDS_VERSION}\n".encode())
+    for split, ids in sorted(characters.items()):
+        h.update(f"{split}:{','.join(map(str, ids))}\n".encode())
+    for name in sprites.SHEET_FILES:
+        with open(os.path.join(source_dir, name), "rb") as f:
+            h.update(f"{name}\n".encode() + hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
+def features() -> dict[str, array_record.Feature]:
+    """The record layout: uint8 video and int32 labels (class names where they have them)."""
+    names = {"action": sprites.ACTIONS, "direction": sprites.DIRECTIONS, "motion": sprites.MOTIONS}
+    out = {"video": array_record.Feature("uint8", (sprites.NUM_FRAMES, 64, 64, 3))}
+    for key in sprites.LABEL_KEYS:
+        if key in sprites.NUM_CLASSES:
+            label_names = names.get(key, tuple(map(str, range(sprites.NUM_CLASSES[key]))))
+            out[key] = array_record.Feature("int32", names=label_names)
+        else:  # character id
+            out[key] = array_record.Feature("int32")
+    return out
+
+
+class _Progress:
+    """Prints ``done/total characters`` with an ETA to stderr, at most every few seconds."""
+
+    def __init__(self, total: int, label: str, every_s: float = 5.0):
+        self.total, self.label, self.every_s = total, label, every_s
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def update(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if 1 < self.done < self.total and now - self.last < self.every_s:
+            return
+        self.last = now
+        elapsed = now - self.start
+        eta = elapsed / self.done * (self.total - self.done)
+        print(
+            f"{self.label}: {self.done}/{self.total} characters, {elapsed:.0f} s elapsed, "
+            f"ETA {eta:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _records(
+    sheets: Mapping[str, Image.Image], characters: np.ndarray, progress: _Progress
+) -> Iterator[dict[str, np.ndarray]]:
+    """The 9 sequences of each character in turn (composited once per character)."""
+    for c in characters:
+        sequences = sprites.character_sequences(sheets, int(c))
+        for m in range(len(sprites.MOTIONS)):
+            yield {k: v[m] for k, v in sequences.items()}
+        progress.update()
+
+
+def prepare(source_dir: str, data_dir: str, num_characters: int | None = None) -> tuple[str, bool]:
+    """Builds the dataset unless it is prepared with the same fingerprint.
+
+    Returns (version directory, whether anything was written). Raises `InputError` for a
+    missing or malformed sheet and a bad ``num_characters``.
+    """
+    try:
+        sheets = sprites.load_sheets(source_dir)
+        if num_characters is None:
+            train, test = sprites.split_characters()
+        else:
+            train, test = sprites.subset_characters(num_characters)
+    except (FileNotFoundError, ValueError) as e:
+        raise InputError(str(e)) from e
+    name = sprites.tfds_name(num_characters)
+    characters = {"train": train, "test": test}
+    digest = fingerprint(source_dir, characters)
+    final = array_record.version_dir(name, data_dir, sprites.TFDS_VERSION)
+    metadata = array_record.read_metadata(name, data_dir, sprites.TFDS_VERSION)
+    if metadata is not None and metadata.get(array_record.FINGERPRINT_KEY) == digest:
+        return final, False
+
+    expected = {split: len(ids) * len(sprites.MOTIONS) for split, ids in characters.items()}
+    if name == sprites.TFDS_NAME:  # the published sizes of the benchmark
+        assert expected == {"train": 9000, "test": 2664}, expected
+    progress = _Progress(len(train) + len(test), name)
+    array_record.write_dataset(
+        name,
+        data_dir,
+        {split: _records(sheets, ids, progress) for split, ids in characters.items()},
+        features(),
+        version=sprites.TFDS_VERSION,
+        description=(
+            "Sprites (Li & Mandt, 2018): LPC characters composed as in "
+            "github.com/YingzhenLi/Sprites; 8-frame 64x64 RGB sequences of 9 motions."
+        ),
+        homepage="https://github.com/YingzhenLi/Sprites",
+        citation=CITATION,
+        metadata={
+            "protocol": PROTOCOL,
+            "static_factors": list(sprites.STATIC_FACTORS),
+            "dynamic_factors": list(sprites.DYNAMIC_FACTORS),
+            "num_characters": {split: len(ids) for split, ids in characters.items()},
+        },
+        fingerprint=digest,
+        expected_sizes=expected,
+    )
+    return final, True
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # TFDS logs every step of a build at INFO
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()  # _Progress reports per character instead
+    data_dir = os.path.expanduser(_DATA_DIR.value or array_record.default_data_dir())
+    try:
+        if _SOURCE_DIR.value and _DOWNLOAD.value:
+            raise InputError("pass either --source_dir or --download, not both")
+        if _SOURCE_DIR.value:
+            source_dir = os.path.expanduser(_SOURCE_DIR.value)
+        elif _DOWNLOAD.value:
+            source_dir = download_sheets(
+                os.path.expanduser(_CACHE_DIR.value or default_cache_dir())
+            )
+        else:
+            raise InputError(
+                "--source_dir=<path to the LPC sheets> is required (a copy of "
+                "github.com/YingzhenLi/Sprites), or pass --download to fetch them"
+            )
+        start = time.monotonic()
+        path, written = prepare(source_dir, data_dir, _CHARACTERS.value)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if written:
+        print(f"wrote {path} in {time.monotonic() - start:.1f} s")
+    else:
+        print(f"skipped: {path} is already prepared from the same sheets and protocol")
+
+
+if __name__ == "__main__":
+    app.run(main)

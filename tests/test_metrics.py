@@ -1,0 +1,135 @@
+"""Metrics and estimators against closed forms and hand computations."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from seqdis_jax import estimators, metrics
+
+
+def test_judge_scores_on_hand_made_tables():
+    # Confident and uniform marginal: IS = K, H(y|x) = 0, H(y) = log K, accuracy from argmax.
+    probs = np.eye(4, dtype=np.float32)
+    scores = jax.device_get(metrics.judge_scores(probs, np.array([0, 1, 2, 0])))
+    assert scores["accuracy"] == pytest.approx(0.75)
+    assert scores["inception_score"] == pytest.approx(4.0, rel=1e-5)
+    assert scores["entropy_y_given_x"] == pytest.approx(0.0, abs=1e-5)
+    assert scores["entropy_y"] == pytest.approx(math.log(4), rel=1e-5)
+    # Every prediction uniform: IS = 1, H(y|x) = H(y) = log K.
+    uniform = np.full((5, 3), 1 / 3, np.float32)
+    scores = jax.device_get(metrics.judge_scores(uniform, np.zeros(5, int)))
+    assert scores["inception_score"] == pytest.approx(1.0, rel=1e-5)
+    assert scores["entropy_y_given_x"] == pytest.approx(math.log(3), rel=1e-5)
+    assert scores["entropy_y"] == pytest.approx(math.log(3), rel=1e-5)
+    # A 2x2 table computed by hand: p(y|x1) = (0.9, 0.1), p(y|x2) = (0.3, 0.7).
+    table = np.array([[0.9, 0.1], [0.3, 0.7]], np.float32)
+    marginal = table.mean(0)
+    kl = np.sum(table * np.log(table / marginal), axis=1)
+    scores = jax.device_get(metrics.judge_scores(table, np.array([0, 0])))
+    assert scores["accuracy"] == pytest.approx(0.5)
+    assert scores["inception_score"] == pytest.approx(np.exp(kl.mean()), rel=1e-5)
+    assert scores["entropy_y_given_x"] == pytest.approx(
+        -np.mean(np.sum(table * np.log(table), 1)), rel=1e-5)
+    assert scores["entropy_y"] == pytest.approx(-np.sum(marginal * np.log(marginal)), rel=1e-5)
+
+
+def test_eer_closed_cases():
+    targets = np.array([1, 1, 1, 0, 0, 0], bool)
+    assert metrics.equal_error_rate(np.array([6, 5, 4, 3, 2, 1.0]), targets) == 0.0
+    rng = np.random.default_rng(0)
+    same = rng.normal(size=20000)
+    scores = np.concatenate([same, rng.normal(size=20000)])
+    labels = np.concatenate([np.ones(20000, bool), np.zeros(20000, bool)])
+    assert metrics.equal_error_rate(scores, labels) == pytest.approx(0.5, abs=0.02)
+    # Hand case: targets score (0.9, 0.6, 0.3), non-targets (0.8, 0.2, 0.1). At threshold 0.6
+    # one of three non-targets is accepted and one of three targets is rejected: EER = 1/3.
+    scores = np.array([0.9, 0.6, 0.3, 0.8, 0.2, 0.1])
+    assert metrics.equal_error_rate(scores, targets) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="both target"):
+        metrics.equal_error_rate(scores, np.ones(6, bool))
+
+
+def test_verification_eer_separates_identities():
+    rng = np.random.default_rng(1)
+    identity = np.repeat(np.arange(5), 10)
+    centres = rng.normal(size=(5, 16)) * 5
+    vectors = centres[identity] + rng.normal(size=(50, 16)) * 0.1
+    assert metrics.verification_eer(vectors, identity) == 0.0
+    noise = rng.normal(size=(50, 16))
+    assert metrics.verification_eer(noise, identity) > 0.3
+
+
+def test_gaussian_log_density_matrix_matches_numpy():
+    rng = np.random.default_rng(2)
+    z, mean, logvar = rng.normal(size=(3, 2, 6, 4)).astype(np.float32)
+    got = np.asarray(estimators.gaussian_log_density_matrix(z, mean, logvar))
+    var = np.exp(logvar)
+    want = -0.5 * np.sum(
+        (z[:, :, None, :] - mean[:, None, :, :]) ** 2 / var[:, None, :, :]
+        + logvar[:, None, :, :] + np.log(2 * np.pi), axis=-1)
+    assert got.shape == (2, 6, 6)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _correlated_posteriors(rho, batch, sigma=0.5, tau=1.0, seed=0):
+    """q(s|x_i) = N(a_i, sigma^2), q(d_t|x_i) = N(b_i, sigma^2) (T = 1), (a_i, b_i) jointly
+    Gaussian with variance tau^2 and correlation rho."""
+    key = jax.random.PRNGKey(seed)
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    a = tau * jax.random.normal(k1, (batch, 1))
+    b = rho * a + tau * math.sqrt(1 - rho**2) * jax.random.normal(k2, (batch, 1))
+    logvar = jnp.full((batch, 1), 2 * math.log(sigma))
+    s = a + sigma * jax.random.normal(k3, (batch, 1))
+    d = (b + sigma * jax.random.normal(k4, (batch, 1)))[:, None, :]
+    return s, a, logvar, d, b[:, None, :], logvar[:, None, :]
+
+
+def test_mws_mutual_information_matches_gaussian_closed_forms():
+    sigma, tau, rho = 0.5, 1.0, 0.9
+    mi = jax.device_get(estimators.mws_mutual_information(
+        *_correlated_posteriors(rho, 4000, sigma, tau)))
+    total = tau**2 + sigma**2
+    mi_s_x = 0.5 * math.log(total / sigma**2)  # = I(d; x)
+    r = rho * tau**2 / total  # correlation of the aggregate (s, d)
+    mi_s_d = -0.5 * math.log(1 - r**2)
+    assert mi["mi_s_x"] == pytest.approx(mi_s_x, rel=0.1)
+    assert mi["mi_d_x"] == pytest.approx(mi_s_x, rel=0.1)
+    assert mi["mi_s_d"] == pytest.approx(mi_s_d, rel=0.1)
+    independent = jax.device_get(estimators.mws_mutual_information(
+        *_correlated_posteriors(0.0, 4000, sigma, tau, seed=1)))
+    assert abs(independent["mi_s_d"]) < 0.03
+    # eq. (13) as printed (log NM) biases every estimate by +log N.
+    printed = jax.device_get(estimators.mws_mutual_information(
+        *_correlated_posteriors(rho, 4000, sigma, tau), dataset_size=100))
+    assert printed["mi_s_d"] == pytest.approx(mi["mi_s_d"] + math.log(100), rel=1e-4)
+
+
+def test_mws_sums_log_densities_over_time():
+    s, s_mean, s_logvar, _, _, _ = _correlated_posteriors(0.5, 64)
+    key = jax.random.PRNGKey(3)
+    d_mean = jax.random.normal(key, (64, 5, 2))
+    d_logvar = jnp.full((64, 5, 2), -1.0)
+    d = d_mean + 0.3 * jax.random.normal(jax.random.PRNGKey(4), d_mean.shape)
+    mi = estimators.mws_mutual_information(s, s_mean, s_logvar, d, d_mean, d_logvar)
+    # Flattening time into the dimension axis is the same Gaussian.
+    flat = estimators.mws_mutual_information(
+        s, s_mean, s_logvar, d.reshape(64, 1, 10), d_mean.reshape(64, 1, 10),
+        d_logvar.reshape(64, 1, 10))
+    for k in mi:
+        assert float(mi[k]) == pytest.approx(float(flat[k]), rel=1e-4, abs=1e-4)
+
+
+def test_latent_classification_separated_and_noise():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(4), 50)
+    separated = np.eye(4)[labels] * 10 + rng.normal(size=(200, 4)) * 0.1
+    result = metrics.latent_classification(separated, labels, seeds=(0, 1))
+    for mean, std in result.values():
+        assert mean == pytest.approx(1.0) and std == pytest.approx(0.0)
+    noise = rng.normal(size=(200, 4))
+    result = metrics.latent_classification(noise, labels, seeds=(0, 1, 2))
+    for mean, _ in result.values():
+        assert 0.05 < mean < 0.5  # chance is 0.25
