@@ -29,16 +29,22 @@ def get_config(arg: str | None = None):
     config.model.hidden_dim = 64
     config.model.static_dim = 16
     config.model.dynamic_dim = 4
+    # beta = 0.1 on both KL terms: at weight 1 the dynamic posterior collapses within the
+    # 5-minute budget (measured, docs/results.md); the weights are the paper's DSVAE otherwise.
+    config.loss.kl_static_weight = 0.1
+    config.loss.kl_dynamic_weight = 0.1
     config.train.learning_rate = 2e-3
-    config.train.num_steps = 1200
+    config.train.num_steps = 1400
     config.train.log_every = 50
-    config.train.checkpoint_every = 400
+    config.train.checkpoint_every = 700
     config.eval.limit = 500
-    config.eval.mi_every = 200
+    config.eval.mi_every = 350
+    # The judge-scored metrics need `--mode=judge` first (see below); the Quickstart skips them.
+    config.eval.evaluators = ("reconstruction", "grids", "latent_classification",
+                              "verification_eer", "mutual_information", "tsne")
 
     # The shapes judge: eighth width is enough for >= 99% on every factor (docs/results.md).
     config.judge.workdir = "runs/judges/shapes"
-    config.judge.train_if_missing = True
     config.judge.width = 0.125
     config.judge.feature_dim = 64
     config.judge.hidden_dim = 64
@@ -68,6 +74,8 @@ def get_config(arg: str | None = None):
         config.eval.mi_batch_size = 8
         config.eval.mi_every = 2
         config.judge.workdir = "runs/judges/shapes_smoke"
+        config.eval.evaluators = ("all",)
+        config.judge.train_if_missing = True
         config.judge.min_accuracy = 0.0  # a 4-step judge is not accurate; score anyway
         config.judge.width = 0.0625
         config.judge.feature_dim = 16

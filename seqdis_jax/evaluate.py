@@ -417,19 +417,32 @@ def latent_classification(ctx: EvalContext) -> dict[str, Any]:
     classifiers = tuple(ctx.config.eval.latent_classifiers)
     results: dict[str, Any] = {}
     accuracy: dict[tuple[str, str, str], float] = {}
+    static = [f for f in ctx.dataset.static_factors if _varies(codes, f)]
+    dynamic = [f for f in ctx.dataset.dynamic_factors if _varies(codes, f)]
     for code, x in features.items():
-        for name in tuple(ctx.dataset.static_factors) + tuple(ctx.dataset.dynamic_factors):
+        for name in static + dynamic:
             scores = metrics_lib.latent_classification(x, codes[name], classifiers, seeds)
             for clf, (mean, std) in scores.items():
                 accuracy[code, name, clf] = mean
                 results[f"latent/{name}_from_{code}/{clf}"] = mean
                 results[f"latent/{name}_from_{code}/{clf}_std"] = std
     for clf in classifiers:
-        results[f"latent/static_gap/{clf}"] = float(np.mean(
-            [accuracy["s", f, clf] - accuracy["d", f, clf] for f in ctx.dataset.static_factors]))
-        results[f"latent/dynamic_gap/{clf}"] = float(np.mean(
-            [accuracy["d", f, clf] - accuracy["s", f, clf] for f in ctx.dataset.dynamic_factors]))
+        if static:
+            results[f"latent/static_gap/{clf}"] = float(np.mean(
+                [accuracy["s", f, clf] - accuracy["d", f, clf] for f in static]))
+        if dynamic:
+            results[f"latent/dynamic_gap/{clf}"] = float(np.mean(
+                [accuracy["d", f, clf] - accuracy["s", f, clf] for f in dynamic]))
     return results
+
+
+def _varies(codes: dict[str, np.ndarray], label: str) -> bool:
+    """False (with a warning) when every evaluated sequence has the same `label`."""
+    if len(np.unique(codes[label])) > 1:
+        return True
+    print(f"Warning: {label!r} takes one value on the evaluated test sequences; it is not "
+          "classified (raise config.eval.limit).", file=sys.stderr, flush=True)
+    return False
 
 
 @register("verification_eer", needs_static=True)
@@ -440,9 +453,9 @@ def verification_eer(ctx: EvalContext) -> dict[str, Any]:
     mean the identity lives in s only."""
     codes = ctx.codes()
     identity = _static_identity(codes, ctx.dataset)
-    if len(np.unique(identity)) == len(identity):
-        print("Warning: verification_eer skipped: no two evaluated sequences share an identity; "
-              "raise config.eval.limit.", file=sys.stderr, flush=True)
+    if len(np.unique(identity)) in (1, len(identity)):
+        print("Warning: verification_eer skipped: the evaluated sequences need both shared and "
+              "distinct identities; raise config.eval.limit.", file=sys.stderr, flush=True)
         return {}
     static_eer = metrics_lib.verification_eer(codes["s_mean"], identity)
     dynamic_eer = metrics_lib.verification_eer(codes["d_mean"].mean(axis=1), identity)

@@ -249,7 +249,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                           judge_loader=restore_judge)
     results["train_seconds"] = train_seconds
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-    writer.write(int(state.step), {k: v for k, v in results.items() if np.isscalar(v)}, "test")
+    scalars = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+    writer.write(int(state.step), scalars, "test")
     writer.close()
     return results
 

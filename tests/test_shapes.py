@@ -23,9 +23,18 @@ def data() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def intensity(data: dict[str, np.ndarray]) -> np.ndarray:
-    """Per-pixel coverage in [0, 1], (N, T, H, W); every colour has a channel at 255."""
+    """Per-pixel coverage in [0, 1], (N, T, H, W); every colour has a channel at 255 and the
+    background holds that channel at round(255 * S._BACKGROUND)."""
     v = data["video"]
-    return np.maximum(np.maximum(v[..., 0], v[..., 1]), v[..., 2]).astype(np.float32) / 255.0
+    top = np.maximum(np.maximum(v[..., 0], v[..., 1]), v[..., 2]).astype(np.float32)
+    background = np.floor(255.0 * S._BACKGROUND + 0.5)
+    return np.clip((top - background) / (255.0 - background), 0.0, 1.0)
+
+
+def test_background_is_a_dim_copy_of_the_colour(data: dict[str, np.ndarray]) -> None:
+    corner = data["video"][:, :, 0, 0].astype(np.float32)  # (N, T, 3): never covered
+    colours = np.array(S.COLORS, np.float32)[data["color"]][:, None, :]
+    np.testing.assert_array_equal(corner, np.floor(colours * S._BACKGROUND + 0.5) + 0 * corner)
 
 
 @pytest.fixture(scope="module")
