@@ -4,7 +4,10 @@ Run (train, then evaluate into the workdir):
     python -m experiments.main --config=experiments/shapes.py --workdir=/tmp/shapes
 
 Variants: `:default` (the Quickstart job) and `:smoke` (a few steps at tiny width, for tests).
-Measured result: see RESULTS below (filled in from the command above on 2 CPU cores).
+Measured (2 CPU cores, jax 0.10.2): 2 min 45 s for the whole job; test reconstruction 1254;
+colour read from s with 0.955 accuracy (0.472 from d), motion from d 0.283 (0.106 from s);
+verification EER static 0.138 / dynamic 0.480. The swap grid carries colour with s and motion
+with d; shape identity is not learned in this budget. Details: docs/results.md.
 """
 
 from __future__ import annotations
