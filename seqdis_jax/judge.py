@@ -22,7 +22,7 @@ import ml_collections
 import optax
 
 from seqdis_jax.nn.recurrent import bidirectional_last_states
-from seqdis_jax.nn.video import FrameEncoder
+from seqdis_jax.nn.video import FrameEncoder, apply_updating_batch_stats
 
 Array = jax.Array
 
@@ -82,12 +82,8 @@ def loss_fn(
 ) -> tuple[Array, tuple[dict[str, Array], Any]]:
     """Sum over factors of the softmax cross-entropy (the method interface of `train`)."""
     del rng, config
-    variables = {"params": params, "batch_stats": batch_stats}
-    if train:
-        logits, updates = model.apply(variables, batch["video"], True, mutable=["batch_stats"])
-        batch_stats = updates["batch_stats"]
-    else:
-        logits = model.apply(variables, batch["video"], False)
+    logits, batch_stats = apply_updating_batch_stats(
+        model, params, batch_stats, batch["video"], train)
     metrics, loss = {}, 0.0
     for name, value in logits.items():
         labels = batch[name]

@@ -22,7 +22,7 @@ import ml_collections
 
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
 from seqdis_jax.nn.recurrent import DynamicPosterior, DynamicPrior, StaticPosterior
-from seqdis_jax.nn.video import FrameDecoder, FrameEncoder
+from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, apply_updating_batch_stats
 
 Array = jax.Array
 
@@ -132,14 +132,8 @@ def loss_fn(
 ) -> tuple[Array, tuple[dict[str, Array], Any]]:
     """Negative ELBO of DSVAE; returns (loss, (metrics, new batch_stats))."""
     x = batch["video"]
-    variables = {"params": params, "batch_stats": batch_stats}
-    if train:
-        out, updates = model.apply(
-            variables, x, True, rngs={"sample": rng}, mutable=["batch_stats"]
-        )
-        batch_stats = updates["batch_stats"]
-    else:
-        out = model.apply(variables, x, False, rngs={"sample": rng})
+    out, batch_stats = apply_updating_batch_stats(
+        model, params, batch_stats, x, train, rngs={"sample": rng})
     recon = reconstruction_error(x, out["reconstruction"])
     kl_s, kl_d = kl_terms(out)
     loss = recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d

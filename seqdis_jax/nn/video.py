@@ -45,6 +45,18 @@ def _batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
     )
 
 
+def apply_updating_batch_stats(
+    model: nn.Module, params: Any, batch_stats: Any, x: Array, train: bool, **kwargs: Any
+) -> tuple[Any, Any]:
+    """model.apply on (x, train): in training the BatchNorm batch statistics are used and the
+    running averages updated (returned); in evaluation the running averages are used."""
+    variables = {"params": params, "batch_stats": batch_stats}
+    if not train:
+        return model.apply(variables, x, False, **kwargs), batch_stats
+    out, updates = model.apply(variables, x, True, mutable=["batch_stats"], **kwargs)
+    return out, updates["batch_stats"]
+
+
 class FrameEncoder(nn.Module):
     """64x64 frame -> g-dim feature: 4 x [Conv(k4, s2, pad 1) + BN + LeakyReLU(0.2)] with
     channels 64-128-256-512, then Conv(k4, VALID) + BN + tanh (C-DSVAE App. C.2)."""
