@@ -132,6 +132,11 @@ def run_evaluators(
         results.update(EVALUATORS[name].fn(ctx))
     if jax.process_index() == 0:
         path = os.path.join(workdir, "metrics.json")
+        if os.path.exists(path):  # keep results of evaluators that were not run this time
+            with open(path, encoding="utf-8") as f:
+                previous = json.load(f)
+            if previous.get("step") == results["step"]:
+                results = previous | results
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             json.dump(results, f, indent=2, sort_keys=True)
         os.replace(path + ".tmp", path)  # never leave a half-written metrics.json

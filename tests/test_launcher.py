@@ -109,6 +109,11 @@ def test_eval_mode_reloads_the_checkpoint(trained_workdir, judge_dir):
     for key in ("test/reconstruction", "test/kl_static", "test/kl_dynamic"):
         assert results[key] == pytest.approx(before[key], rel=1e-6)
     assert (trained_workdir / "swap.png").is_file()
+    # Re-running one evaluator keeps the other results of the same checkpoint in metrics.json.
+    config.eval.evaluators = ("reconstruction",)
+    launcher.run(config, str(trained_workdir), "eval")
+    merged = json.loads((trained_workdir / "metrics.json").read_text())
+    assert merged["latent/static_gap/knn"] == before["latent/static_gap/knn"]
 
 
 def test_resume_continues_from_the_checkpoint(trained_workdir, judge_dir):
