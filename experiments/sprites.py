@@ -13,7 +13,9 @@ Variants:
   :cpu      the same model at quarter width and reduced sizes, sized for <= 30 minutes on
             2 CPU cores (docs/results.md has the measured runtime and scores).
   :smoke    a few steps at tiny width on a subset build (tests).
-Measured results: docs/results.md ("Sprites").
+Measured (2 CPU cores): `:cpu` with 2400 steps trains in 18 min; appearance attributes are read
+from s with 0.88-1.00 accuracy and from d at chance, motion from d with 1.00 (from s 0.58);
+verification EER static 0.063 / dynamic 0.529. Details and commands: docs/results.md.
 """
 
 from __future__ import annotations
