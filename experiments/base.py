@@ -86,6 +86,40 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def shrink_to_smoke(config: ml_collections.ConfigDict, judge_batch_size: int) -> None:
+    """The `:smoke` variant of any config, in place: a few steps at tiny width, every evaluator
+    and a 4-step judge trained on first use (scored anyway), so tests run the whole pipeline in
+    seconds. The judge goes to runs/judges/<dataset>_smoke."""
+    config.data.batch_size = 4
+    config.model.width = 0.0625
+    config.model.feature_dim = 16
+    config.model.hidden_dim = 16
+    config.model.static_dim = 8
+    config.model.dynamic_dim = 4
+    config.train.num_steps = 4
+    config.train.log_every = 2
+    config.train.checkpoint_every = 2
+    config.eval.evaluators = ("all",)
+    config.eval.batch_size = 8
+    config.eval.limit = 16
+    config.eval.grid_sequences = 4
+    config.eval.judge_repeats = 2
+    config.eval.latent_seeds = 2
+    config.eval.mi_batch_size = 8
+    config.eval.mi_every = 2
+    config.judge.workdir = f"runs/judges/{config.data.name}_smoke"
+    config.judge.train_if_missing = True
+    config.judge.min_accuracy = 0.0  # a 4-step judge is not accurate; score anyway
+    config.judge.width = 0.0625
+    config.judge.feature_dim = 16
+    config.judge.hidden_dim = 16
+    config.judge.head_dim = 16
+    config.judge.batch_size = judge_batch_size
+    config.judge.train.num_steps = 4
+    config.judge.train.log_every = 2
+    config.judge.train.checkpoint_every = 4
+
+
 def parse_variant(arg: str | None, variants: tuple[str, ...]) -> str:
     """The `:variant` suffix of --config=path.py:variant, checked against the known ones."""
     variant = arg or variants[0]

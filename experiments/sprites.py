@@ -20,7 +20,7 @@ verification EER static 0.063 / dynamic 0.529. Details and commands: docs/result
 
 from __future__ import annotations
 
-from experiments.base import base_config, parse_variant
+from experiments.base import base_config, parse_variant, shrink_to_smoke
 
 VARIANTS = ("default", "cpu", "smoke")
 TRAIN_SEQUENCES = 9000
@@ -69,31 +69,5 @@ def get_config(arg: str | None = None):
         config.judge.train.checkpoint_every = 500
     elif variant == "smoke":
         config.data.tfds_name = "sprites_subset_2"  # python -m data_prep.sprites --characters=2
-        config.data.batch_size = 4
-        config.model.width = 0.0625
-        config.model.feature_dim = 16
-        config.model.hidden_dim = 16
-        config.model.static_dim = 8
-        config.model.dynamic_dim = 4
-        config.train.num_steps = 4
-        config.train.log_every = 2
-        config.train.checkpoint_every = 2
-        config.eval.batch_size = 8
-        config.eval.limit = 16
-        config.eval.grid_sequences = 4
-        config.eval.judge_repeats = 2
-        config.eval.latent_seeds = 2
-        config.eval.mi_batch_size = 8
-        config.eval.mi_every = 2
-        config.judge.workdir = "runs/judges/sprites_smoke"
-        config.judge.train_if_missing = True
-        config.judge.min_accuracy = 0.0
-        config.judge.width = 0.0625
-        config.judge.feature_dim = 16
-        config.judge.hidden_dim = 16
-        config.judge.head_dim = 16
-        config.judge.batch_size = 4
-        config.judge.train.num_steps = 4
-        config.judge.train.log_every = 2
-        config.judge.train.checkpoint_every = 4
+        shrink_to_smoke(config, judge_batch_size=4)
     return config
