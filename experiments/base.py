@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.learning_rate = 1e-3
     config.train.adam_b1 = 0.9
     config.train.adam_b2 = 0.999
+    config.train.cosine_decay = False  # True: cosine-anneal the learning rate to 0
     config.train.grad_clip_norm = 0.0  # 0 disables clipping
     config.train.log_every = 50
     config.train.checkpoint_every = 1000
@@ -79,6 +80,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.judge.train.learning_rate = 1e-3
     config.judge.train.adam_b1 = 0.9
     config.judge.train.adam_b2 = 0.999
+    config.judge.train.cosine_decay = True
     config.judge.train.grad_clip_norm = 0.0
     config.judge.train.log_every = 100
     config.judge.train.checkpoint_every = 1000

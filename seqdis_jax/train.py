@@ -26,7 +26,12 @@ from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import registry as data_registry
-from seqdis_jax.data.pipeline import train_iterator
+from seqdis_jax.data.pipeline import (
+    data_parallel_shardings,
+    process_shard,
+    to_global_batch,
+    train_iterator,
+)
 from seqdis_jax.metric_writers import MetricWriter, ProgressLine
 
 Array = jax.Array
@@ -52,9 +57,13 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam with the config's learning rate (and optional global-norm clipping)."""
+    """Adam with the config's learning rate (optionally cosine-annealed; optional global-norm
+    clipping)."""
     t = config.train
-    adam = optax.adam(t.learning_rate, b1=t.adam_b1, b2=t.adam_b2)
+    learning_rate = t.learning_rate
+    if t.get("cosine_decay", False):  # judges: anneal to 0 over the run for a stable optimum
+        learning_rate = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
+    adam = optax.adam(learning_rate, b1=t.adam_b1, b2=t.adam_b2)
     if t.grad_clip_norm > 0:
         return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
     return adam
@@ -179,7 +188,12 @@ def _fit(
     video_shape = _batch_video_shape(config, train_data)
     rng = jax.random.PRNGKey(config.seed)
     init_rng, train_rng, _ = jax.random.split(rng, 3)
-    data_iter = train_iterator(train_data.source, config.data.batch_size, config.seed)
+    # Each process reads its own shard; the step sees the global batch split over devices.
+    local_batch_size, shard_index, shard_count = process_shard(config.data.batch_size)
+    batch_sharding, replicated = data_parallel_shardings(config.data.batch_size)
+    data_iter = train_iterator(
+        train_data.source, local_batch_size, config.seed, shard_index, shard_count)
+    local_video_shape = (local_batch_size,) + video_shape[1:]
     manager = checkpointing.make_manager(
         workdir, config.train.checkpoint_every, config.train.keep_checkpoints
     )
@@ -190,6 +204,7 @@ def _fit(
         _log(f"Resumed from {manager.directory} at step {int(state.step)}.")
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng)
+    state = jax.device_put(state, replicated)
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     _log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
          f"{config.train.num_steps}.")
@@ -202,8 +217,9 @@ def _fit(
     start_time = time.perf_counter()
     for step in range(start_step + 1, config.train.num_steps + 1):
         batch = next(data_iter)
-        check_batch(batch, video_shape)
-        state, metrics = train_step(state, {k: batch[k] for k in batch_keys}, train_rng)
+        check_batch(batch, local_video_shape)
+        global_batch = to_global_batch({k: batch[k] for k in batch_keys}, batch_sharding)
+        state, metrics = train_step(state, global_batch, train_rng)
         pending.append(metrics)
         if step % config.train.log_every == 0 or step == config.train.num_steps:
             # One host transfer per log interval: the mean of the interval's metrics.

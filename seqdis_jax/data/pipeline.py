@@ -1,8 +1,11 @@
 """grain input pipelines over in-memory or ArrayRecord sources.
 
 A dataset is a random-access source of dict records (numpy arrays). Training streams
-`source -> seed -> shuffle (per epoch) -> repeat -> batch` as a grain `IterDataset` whose
-state Orbax checkpoints, so a resumed run continues with the same data order.
+`source -> this process's shard -> seed -> shuffle (per epoch) -> repeat -> batch` as a grain
+`IterDataset` whose state Orbax checkpoints, so a resumed run continues with the same data
+order. Each process reads a disjoint strided shard and batches `global batch / processes`
+examples; `to_global_batch` assembles the per-process batches into one global `jax.Array`
+sharded over the mesh's data axis with `jax.make_array_from_process_local_data`.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grain
+import jax
 import numpy as np
 
 
@@ -42,7 +46,11 @@ def train_iterator(
     shard_index: int = 0,
     shard_count: int = 1,
 ) -> grain.DatasetIterator:
-    """Endless, per-epoch reshuffled batches; checkpointable with `grain.checkpoint`."""
+    """Endless batches of `batch_size` examples of shard `shard_index` of `shard_count`
+    (examples shard_index, shard_index + shard_count, ...), reshuffled every epoch with a
+    permutation derived from `seed` and the epoch; checkpointable with `grain.checkpoint`."""
+    if not 0 <= shard_index < shard_count:
+        raise ValueError(f"shard_index {shard_index} is not in [0, shard_count={shard_count}).")
     if batch_size > len(source) // shard_count:
         raise ValueError(
             f"batch_size {batch_size} is larger than the {len(source)} training examples "
@@ -51,6 +59,41 @@ def train_iterator(
     dataset = grain.MapDataset.source(source)[shard_index::shard_count]
     dataset = dataset.seed(seed).shuffle().repeat().batch(batch_size, drop_remainder=True)
     return iter(dataset.to_iter_dataset())
+
+
+def process_shard(global_batch_size: int) -> tuple[int, int, int]:
+    """(per-process batch size, shard index, shard count) for this JAX process."""
+    count = jax.process_count()
+    if global_batch_size % count:
+        raise ValueError(
+            f"config.data.batch_size={global_batch_size} is not divisible by the "
+            f"{count} processes; choose a multiple of {count}.")
+    return global_batch_size // count, jax.process_index(), count
+
+
+def data_parallel_shardings(
+    global_batch_size: int,
+) -> tuple[jax.sharding.NamedSharding, jax.sharding.NamedSharding]:
+    """(batch sharding, replicated sharding) on a 1-D mesh named 'data' over every device:
+    batches split along their first axis, parameters and optimiser state replicated."""
+    devices = jax.devices()
+    if global_batch_size % len(devices):
+        raise ValueError(
+            f"config.data.batch_size={global_batch_size} is not divisible by the "
+            f"{len(devices)} devices; choose a multiple of {len(devices)}.")
+    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+    spec = jax.sharding.PartitionSpec
+    return (jax.sharding.NamedSharding(mesh, spec("data")),
+            jax.sharding.NamedSharding(mesh, spec()))
+
+
+def to_global_batch(
+    local_batch: Mapping[str, np.ndarray], sharding: jax.sharding.Sharding
+) -> dict[str, jax.Array]:
+    """Host -> device: every process's batch becomes its slice of one global array, split
+    along the batch axis as `sharding` says (one call per array, no gather on the host)."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+            for k, v in local_batch.items()}
 
 
 def eval_batches(
