@@ -65,8 +65,8 @@ def get_config(arg: str | None = None):
         config.judge.hidden_dim = 128
         config.judge.batch_size = 32
         config.judge.train.learning_rate = 2e-3
-        config.judge.train.num_steps = 1500
-        config.judge.train.checkpoint_every = 500
+        config.judge.train.num_steps = 2000
+        config.judge.train.checkpoint_every = 1000
     elif variant == "smoke":
         config.data.tfds_name = "sprites_subset_2"  # python -m data_prep.sprites --characters=2
         shrink_to_smoke(config, judge_batch_size=4)

@@ -27,6 +27,7 @@ from seqdis_jax.nn.video import FrameEncoder, apply_updating_batch_stats
 Array = jax.Array
 
 METADATA_FILE = "judge.json"
+judge_conv_init = nn.initializers.lecun_normal()  # not the VAEs' N(0, 0.01^2): see FrameEncoder
 
 
 class Judge(nn.Module):
@@ -42,7 +43,8 @@ class Judge(nn.Module):
     def __call__(self, video: Array, train: bool = False) -> dict[str, Array]:
         b, t = video.shape[:2]
         frames = video.reshape((b * t,) + video.shape[2:])
-        features = FrameEncoder(self.feature_dim, self.width, name="encoder")(frames, train)
+        features = FrameEncoder(self.feature_dim, self.width, kernel_init=judge_conv_init,
+                                name="encoder")(frames, train)
         summary = bidirectional_last_states(features.reshape(b, t, -1), self.hidden_dim)
         logits = {}
         for name, classes in self.factors:

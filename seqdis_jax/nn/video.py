@@ -64,6 +64,10 @@ class FrameEncoder(nn.Module):
     feature_dim: int = 128
     width: float = 1.0
     dtype: Any = None
+    # The authors' N(0, 0.01^2) for the VAEs; the judges use Flax's default (LeCun normal):
+    # behind BatchNorm a 0.01-scale kernel turns every Adam step into a ~20% relative change,
+    # and the judge never resolves the shapes' small outlines (measured, docs/results.md).
+    kernel_init: Any = conv_init
 
     @nn.compact
     def __call__(self, frames: Array, train: bool) -> Array:
@@ -81,14 +85,18 @@ class FrameEncoder(nn.Module):
                 (4, 4),
                 strides=(2, 2),
                 padding=((1, 1), (1, 1)),
-                kernel_init=conv_init,
+                kernel_init=self.kernel_init,
                 dtype=self.dtype,
                 name=f"conv{i + 1}",
             )(h)
             h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
             h = nn.leaky_relu(h, 0.2)
         h = nn.Conv(
-            self.feature_dim, (4, 4), padding="VALID", kernel_init=conv_init, dtype=self.dtype,
+            self.feature_dim,
+            (4, 4),
+            padding="VALID",
+            kernel_init=self.kernel_init,
+            dtype=self.dtype,
             name="conv5",
         )(h)
         h = _batch_norm(train, self.dtype, "bn5")(h)
@@ -113,8 +121,12 @@ class FrameDecoder(nn.Module):
         """latents: (N, D) -> (N, 64, 64, out_channels) in [0, 1]."""
         conv_transpose = FastConvTranspose if self.fast_conv_transpose else nn.ConvTranspose
         h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
-        specs = [(512, (1, 1), "VALID"), (256, (2, 2), "SAME"), (128, (2, 2), "SAME"),
-                 (64, (2, 2), "SAME")]
+        specs = [
+            (512, (1, 1), "VALID"),
+            (256, (2, 2), "SAME"),
+            (128, (2, 2), "SAME"),
+            (64, (2, 2), "SAME"),
+        ]
         for i, (channels, strides, padding) in enumerate(specs):
             h = conv_transpose(
                 scaled(channels, self.width),
