@@ -22,7 +22,7 @@ def get_config(arg: str | None = None):
     config = base_config()
     config.method = "dsvae"
     config.data.name = "shapes"
-    config.data.num_train = 6000
+    config.data.num_train = 12000  # the judge needs them for >= 99% on motion
     config.data.num_test = 500
     config.data.batch_size = 16
 
@@ -54,7 +54,7 @@ def get_config(arg: str | None = None):
     config.judge.head_dim = 64
     config.judge.batch_size = 32
     config.judge.train.learning_rate = 2e-3
-    config.judge.train.num_steps = 4000
+    config.judge.train.num_steps = 6000
     config.judge.train.checkpoint_every = 1000
 
     if variant == "smoke":

@@ -107,6 +107,8 @@ def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) ->
         k
         for k in set(saved) | set(current)
         if saved.get(k) != current.get(k) and not k.startswith(MUTABLE_PREFIXES)
+        # A switch added to the library after the run was saved, left off, is no change.
+        and not (k not in saved and current.get(k) in (False, None))
     )
     if differing:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing)

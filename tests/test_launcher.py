@@ -187,3 +187,22 @@ def test_eval_without_checkpoint_via_cli_prints_one_clear_error(tmp_path):
     assert result.returncode == 2
     assert "error: --mode=eval found no checkpoints" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_saved_before_a_new_switch_existed_is_still_accepted(tmp_path):
+    """A workdir written before `train.cosine_decay` existed keeps working while the switch is
+    off, and is refused once it is turned on (that would change the run)."""
+    import json
+
+    from experiments import shapes as shapes_config
+    from seqdis_jax import configuration
+
+    config = shapes_config.get_config("smoke")
+    configuration.save_config(config, str(tmp_path))
+    saved = json.loads((tmp_path / configuration.CONFIG_FILE).read_text())
+    del saved["train"]["cosine_decay"]
+    (tmp_path / configuration.CONFIG_FILE).write_text(json.dumps(saved))
+    configuration.check_workdir_compatible(config, str(tmp_path))
+    config.train.cosine_decay = True
+    with pytest.raises(configuration.UserInputError, match="train.cosine_decay"):
+        configuration.check_workdir_compatible(config, str(tmp_path))
