@@ -61,7 +61,7 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     clipping)."""
     t = config.train
     learning_rate = t.learning_rate
-    if t.get("cosine_decay", False):  # judges: anneal to 0 over the run for a stable optimum
+    if t.cosine_decay:  # the judges: anneal to 0 over the run
         learning_rate = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
     adam = optax.adam(learning_rate, b1=t.adam_b1, b2=t.adam_b2)
     if t.grad_clip_norm > 0:

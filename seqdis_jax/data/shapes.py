@@ -53,8 +53,8 @@ import numpy as np
 SHAPES = ("circle", "square", "triangle", "cross", "diamond")
 COLOR_NAMES = ("red", "green", "blue", "yellow", "magenta", "cyan")
 # RGB, indexed by the colour label. No channel is 0, so a shape's outline shows in all three
-# channels whatever its colour: with pure primaries each colour puts the outline in different
-# channels and a CNN needs ~4x more steps to learn shape (measured, docs/results.md).
+# channels whatever its colour. With pure primaries the outline moves between channels with the
+# colour and a CNN learns shape far more slowly (probe numbers in docs/results.md).
 COLORS = (
     (255, 96, 96),
     (96, 255, 96),
