@@ -1,9 +1,12 @@
-"""Times one DSVAE training step (fwd + bwd + Adam) at full paper width.
+"""Times one training step (fwd + bwd + Adam) of a method at full paper width.
 
-    python bench/train_step_cpu.py                       # FastConvTranspose decoder
+    python bench/train_step_cpu.py                       # DSVAE, FastConvTranspose decoder
     python bench/train_step_cpu.py --plain_conv_transpose  # nn.ConvTranspose decoder
+    python bench/train_step_cpu.py --method=cdsvae --batch=128
+    python bench/train_step_cpu.py --method=spyl --batch=32
 
-Batch 32 x 8 frames of 64x64x3, Sprites sizes (g = 128, ds = 256, dd = 32, hidden 256).
+Batch x 8 frames of 64x64x3, Sprites sizes (g = 128, ds = 256, dd = 32, hidden 256); the
+method's settings are its Sprites `:default` config (experiments/<method>_sprites.py).
 Compiles once, warms up, then reports the median of --repeats steps (block_until_ready) and
 prints one JSON line.
 """
@@ -24,8 +27,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.base import base_config  # noqa: E402
+from experiments import cdsvae_sprites, sprites, spyl_sprites  # noqa: E402
 from seqdis_jax import models, train  # noqa: E402
+
+CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites}
 
 
 def main() -> None:
@@ -34,14 +39,15 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--plain_conv_transpose", action="store_true")
+    parser.add_argument("--method", choices=sorted(CONFIGS), default="dsvae")
     args = parser.parse_args()
     jax.config.update("jax_threefry_partitionable", False)
 
-    config = base_config()
+    config = CONFIGS[args.method].get_config("default")
     config.data.batch_size = args.batch
     config.model.width = args.width
     config.model.fast_conv_transpose = not args.plain_conv_transpose
-    method = models.get_method("dsvae")
+    method = models.get_method(config.method)
     model = method.build(config)
     tx = train.make_optimizer(config)
     shape = (args.batch, 8, 64, 64, 3)
@@ -61,6 +67,7 @@ def main() -> None:
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
     result = dict(
+        method=config.method,
         decoder="nn.ConvTranspose" if args.plain_conv_transpose else "FastConvTranspose",
         batch=args.batch,
         frames=8,

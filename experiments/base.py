@@ -5,6 +5,8 @@ Not a runnable config itself: experiments/<name>.py calls `base_config()` and fi
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 
@@ -128,3 +130,42 @@ def parse_variant(arg: str | None, variants: tuple[str, ...]) -> str:
     if variant not in variants:
         raise ValueError(f"Unknown config variant {variant!r}; choose one of {list(variants)}.")
     return variant
+
+
+def add_cdsvae_fields(config: ml_collections.ConfigDict) -> None:
+    """C-DSVAE (seqdis_jax/models/cdsvae.py), in place: method and its `config.cdsvae`
+    section, with the paper's values (eq. 6, App. A.5, C.2) as defaults."""
+    from seqdis_jax.data.augment import MotionAugmentationConfig
+
+    config.method = "cdsvae"
+    c = config.cdsvae = ml_collections.ConfigDict()
+    c.contrastive_weight = 1.0  # beta of eq. (6) (App. C.2: 1.0 on Sprites)
+    c.mi_static_dynamic_weight = 1.0  # gamma of eq. (6)
+    c.temperature = 0.5  # tau of phi(u, v) = exp(cos(u, v) / tau)
+    c.dataset_size = config.data.num_train  # N of the MWS estimate (eq. 13); shifts it by log N
+    c.content_reverse_probability = 0.5  # content view: reverse time, else a random order
+    c.motion_augmentation = True  # False: no motion view and no I(d; x) term (e.g. audio)
+    c.motion = ml_collections.ConfigDict(dataclasses.asdict(MotionAugmentationConfig()))
+    c.batch_norm_views = "separate"  # or "joint": x and its views in one BatchNorm batch
+
+
+def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
+    """SPYL (seqdis_jax/models/spyl.py), in place: method and its `config.spyl` section with
+    the paper's algorithm as defaults (Sec. 4, Alg. 1) and Sprites' weights of Table 6."""
+    config.method = "spyl"
+    c = config.spyl = ml_collections.ConfigDict()
+    c.reconstruction_weight = 10.0  # lambda_1
+    c.contrastive_weight = 5.0  # lambda_4
+    c.mi_static_dynamic_weight = 1.0  # lambda_5
+    c.temperature = 0.5
+    c.dataset_size = config.data.num_train  # N of the MWS estimate of I(s; d)
+    c.views = "predictive"  # or "reparameterization" (Table 7), "code" (the authors' bank)
+    c.negatives = "farthest"  # or "middle", "middle_farthest", "random" (Table 4)
+    c.views_per_sequence = 2  # K predicted views drawn from each posterior of the batch
+    c.bank_size = 512  # views="code": prior-generated bank ...
+    c.bank_negatives = 256  # ... and the farthest of it used as negatives
+    c.contrastive_warmup_steps = 0  # the authors' code: 50 epochs without contrastive terms
+    c.reconstruction_reduction = "sum"  # App. B: MSE not divided by the batch; code: "mean"
+    # lambda_2, lambda_3 of Table 6 (Sprites: 5, 1) are the KL weights.
+    config.loss.kl_static_weight = 5.0
+    config.loss.kl_dynamic_weight = 1.0

@@ -38,6 +38,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"Unknown method {config.method!r}; config.method must be one of "
             f"{sorted(models.METHODS)}."
         )
+    method = models.get_method(config.method)
+    if hasattr(method, "validate_config"):
+        try:
+            method.validate_config(config)
+        except ValueError as e:
+            raise UserInputError(str(e)) from None
     if config.data.name not in data_registry.DATASETS:
         raise UserInputError(
             f"Unknown dataset {config.data.name!r}; config.data.name must be one of "

@@ -86,3 +86,116 @@ def mws_mutual_information(
         entropy_d=h_d,
         entropy_s_d=h_sd,
     )
+
+
+# --- Contrastive estimators (C-DSVAE eq. 7-8; SPYL eq. 6) -------------------------------------
+
+
+def cosine_similarity_matrix(u: Array, v: Array, eps: float = 1e-8) -> Array:
+    """cos(u_i, v_j) for every pair: u (..., N, D), v (..., M, D) -> (..., N, M)."""
+    u = u / jnp.maximum(jnp.linalg.norm(u, axis=-1, keepdims=True), eps)
+    v = v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), eps)
+    return jnp.einsum("...nd,...md->...nm", u, v, precision=jax.lax.Precision.HIGHEST)
+
+
+def info_nce_log_ratio(positive_logits: Array, negative_logits: Array) -> Array:
+    """log phi(u, v+) / (phi(u, v+) + sum_j phi(u, v_j)) per anchor, from logits log phi.
+
+    positive_logits (B,), negative_logits (B, M) -> (B,). At most 0; the InfoNCE estimate of
+    the mutual information is its mean plus log(M + 1) (C-DSVAE eq. 7), so never above
+    log(M + 1), the log of the number of candidates.
+    """
+    logits = jnp.concatenate([positive_logits[:, None], negative_logits], axis=1)
+    return positive_logits - jax.scipy.special.logsumexp(logits, axis=1)
+
+
+def info_nce(anchor: Array, positive: Array, negatives: Array, temperature: float = 0.5
+             ) -> Array:
+    """InfoNCE mutual-information estimate (SPYL eq. 6 + log(M + 1)) with
+    phi(u, v) = exp(cos(u, v) / temperature).
+
+    anchor (B, D), positive (B, D), negatives (B, M, D) -> scalar, in [-inf, log(M + 1)].
+    """
+    pos = jnp.sum(cosine_similarity_matrix(anchor[:, None], positive[:, None]), (1, 2))
+    neg = cosine_similarity_matrix(anchor[:, None], negatives)[:, 0]
+    log_ratio = info_nce_log_ratio(pos / temperature, neg / temperature)
+    return jnp.mean(log_ratio) + math.log(negatives.shape[1] + 1)
+
+
+def paired_views_info_nce(u: Array, v: Array, temperature: float = 0.5) -> Array:
+    """(C(u) + C(v)) / 2 for two views of a batch (C-DSVAE eq. 8), NT-Xent form.
+
+    u, v: (B, D), row i of each the same sequence. Each of the 2B codes is an anchor; its
+    positive is the other view of the same sequence and its negatives are the 2B - 2 codes of
+    the other sequences (both views; the positive stays in the denominator), as the authors'
+    code does. The mean over the 2B anchors is (C(u) + C(v)) / 2, each C of eq. (7) with
+    n = 2B - 2 negatives, so the estimate is at most log(2B - 1).
+    """
+    batch = u.shape[0]
+    codes = jnp.concatenate([u, v], axis=0)
+    logits = cosine_similarity_matrix(codes, codes) / temperature  # (2B, 2B)
+    index = jnp.arange(2 * batch)
+    partner = (index + batch) % (2 * batch)
+    positive = logits[index, partner]
+    # Drop the anchor itself: every candidate but j == i enters the denominator.
+    logits = jnp.where(jnp.eye(2 * batch, dtype=bool), -jnp.inf, logits)
+    log_ratio = positive - jax.scipy.special.logsumexp(logits, axis=1)
+    return jnp.mean(log_ratio) + math.log(2 * batch - 1)
+
+
+# --- KL matrix and the thirds heuristic (SPYL eq. 7, Alg. 1) -------------------------------------
+
+
+def kl_matrix(mean_p: Array, logvar_p: Array, mean_q: Array | None = None,
+              logvar_q: Array | None = None) -> Array:
+    """D_ij = KL[N(mean_p_i, e^logvar_p_i) || N(mean_q_j, e^logvar_q_j)] (SPYL eq. 7).
+
+    (N, D) and (M, D) diagonal Gaussians -> (N, M), summed over dimensions (flatten time into
+    D for trajectories); q defaults to p (the batch against itself: zero diagonal). The
+    elementwise closed form is expanded into (N, D) x (D, M) products, so the cost is O(NMD)
+    flops and O(NM) memory: no (N, M, D) tensor.
+    """
+    if mean_q is None:
+        mean_q, logvar_q = mean_p, logvar_p
+    hi = jax.lax.Precision.HIGHEST
+    precision_q = jnp.exp(-logvar_q)  # 1 / var_q_j
+    # sum_d [(var_p_i + (mean_p_i - mean_q_j)^2) / var_q_j]
+    quad = (
+        jnp.einsum("nd,md->nm", jnp.exp(logvar_p) + jnp.square(mean_p), precision_q, precision=hi)
+        - 2.0 * jnp.einsum("nd,md->nm", mean_p, mean_q * precision_q, precision=hi)
+        + jnp.sum(jnp.square(mean_q) * precision_q, axis=-1)[None, :]
+    )
+    log_det = jnp.sum(logvar_q, axis=-1)[None, :] - jnp.sum(logvar_p, axis=-1)[:, None]
+    kl = 0.5 * (log_det + quad - mean_p.shape[-1])
+    # The expansion cancels large terms; true KLs are >= 0, so clip the rounding error.
+    return jnp.maximum(kl, 0.0)
+
+
+# Rank ranges of a row of D sorted ascending (SPYL Sec. 4, Table 4): closest third for
+# positives; the negatives' pool of each ablation. Rank 0 is the anchor itself (D_ii = 0).
+THIRDS = ("closest", "middle", "farthest", "middle_farthest", "random")
+
+
+def third_bounds(batch: int, which: str) -> tuple[int, int]:
+    """[lo, hi) ranks of row-sorted D for a selection rule (SPYL Alg. 1: omega = chi[:n/3],
+    rho = chi[2n/3:]); `random` is every other sequence of the batch."""
+    first, second = batch // 3, (2 * batch) // 3
+    bounds = {
+        "closest": (0, max(first, 1)),
+        "middle": (first, max(second, first + 1)),
+        "farthest": (second, batch),
+        "middle_farthest": (first, batch),
+        "random": (min(1, batch - 1), batch),
+    }
+    if which not in bounds:
+        raise ValueError(f"Unknown selection {which!r}; use one of {THIRDS}.")
+    return bounds[which]
+
+
+def sample_by_rank(rng: Array, distances: Array, which: str, num: int) -> Array:
+    """Per row i of `distances` (N, M), `num` column indices drawn uniformly (with
+    replacement) from the ranks `which` of the row sorted ascending -> (N, num) int32."""
+    lo, hi = third_bounds(distances.shape[1], which)
+    order = jnp.argsort(distances, axis=1)
+    ranks = jax.random.randint(rng, (distances.shape[0], num), lo, hi)
+    return jnp.take_along_axis(order, ranks, axis=1)

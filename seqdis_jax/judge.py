@@ -81,9 +81,10 @@ def loss_fn(
     rng: Array,
     config: ml_collections.ConfigDict,
     train: bool = True,
+    step: Array | None = None,
 ) -> tuple[Array, tuple[dict[str, Array], Any]]:
     """Sum over factors of the softmax cross-entropy (the method interface of `train`)."""
-    del rng, config
+    del rng, config, step
     logits, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, batch["video"], train)
     metrics, loss = {}, 0.0

@@ -127,7 +127,8 @@ def make_train_step(
         batch = to_model_batch(batch, pixel_scale)
 
         def objective(params):
-            return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True)
+            return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True,
+                                  step=state.step)
 
         (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params

@@ -21,7 +21,8 @@ CONFIG_MODULES = sorted(
 
 
 def test_there_are_configs():
-    assert {"shapes", "sprites"} <= set(CONFIG_MODULES)
+    assert {"shapes", "sprites", "cdsvae_shapes", "cdsvae_sprites", "spyl_shapes",
+            "spyl_sprites"} <= set(CONFIG_MODULES)
 
 
 @pytest.mark.parametrize("name", CONFIG_MODULES)
@@ -32,9 +33,9 @@ def test_every_variant_validates_and_documents_itself(name):
         configuration.validate(module.get_config(variant))
 
 
-def _prepare_data(name, tmp_path_factory):
+def _prepare_data(config, tmp_path_factory):
     """Overrides that point a smoke config at data it can read."""
-    if name == "sprites":
+    if config.data.name == "sprites":
         if not os.path.isdir(SHEETS):
             pytest.skip(f"LPC sheets not found at {SHEETS}")
         from data_prep import sprites as prep
@@ -49,7 +50,7 @@ def _prepare_data(name, tmp_path_factory):
 def test_smoke_variant_trains_and_its_checkpoint_reloads(name, tmp_path_factory):
     module = importlib.import_module(f"experiments.{name}")
     config = module.get_config("smoke")
-    overrides = _prepare_data(name, tmp_path_factory)
+    overrides = _prepare_data(config, tmp_path_factory)
     overrides["judge.workdir"] = str(tmp_path_factory.mktemp("judge"))
     for key, value in overrides.items():
         section, field = key.split(".")

@@ -1,4 +1,10 @@
-"""Method registry: a method is a module with `build(config)` and `loss_fn(...)`.
+"""Method registry: a method is a module with
+  * `build(config) -> flax module` with `encode`, `decode`, `sample_dynamics` and `__call__`
+    (the DSVAE interface the evaluators use),
+  * `loss_fn(model, params, batch_stats, batch, rng, config, train=True, step=None)
+    -> (loss, (metrics, batch_stats))`, traced inside the jitted train step (`step` is the
+    optimiser step, for schedules such as a warm-up),
+  * optionally `validate_config(config)`, raising ValueError that names the fix.
 
 A new method is one new file in this package plus one line in `METHODS`.
 """
@@ -10,6 +16,8 @@ from types import ModuleType
 
 METHODS = {
     "dsvae": "seqdis_jax.models.dsvae",
+    "cdsvae": "seqdis_jax.models.cdsvae",
+    "spyl": "seqdis_jax.models.spyl",
 }
 
 

@@ -80,12 +80,24 @@ class DSVAE(nn.Module):
         """Posterior of s and d_1:T for a batch of sequences (no decoding)."""
         return self.posterior(self.encode_frames(x, train))
 
-    def __call__(self, x: Array, train: bool = True) -> dict[str, Array]:
-        """Full pass: posterior, teacher-forced prior and reconstruction."""
-        out = self.posterior(self.encode_frames(x, train))
+    def reconstruct(self, posterior: dict[str, Array], train: bool = True) -> dict[str, Array]:
+        """Adds the teacher-forced prior of the posterior's d_1:T and the decoded frames."""
+        out = dict(posterior)
         out["prior_mean"], out["prior_logvar"] = self.prior(out["d"])
         out["reconstruction"] = self.decode(out["s"], out["d"], train)
         return out
+
+    def __call__(self, x: Array, train: bool = True) -> dict[str, Array]:
+        """Full pass: posterior, teacher-forced prior and reconstruction."""
+        return self.reconstruct(self.posterior(self.encode_frames(x, train)), train)
+
+    def reencode(self, codes: tuple[Array, Array], train: bool = True) -> dict[str, Array]:
+        """Posterior of the sequences decoded from codes = (s, d_1:T): SPYL's predictive
+        sampling (eq. 8). The decoded frames are under stop-gradient: they are generated
+        training inputs, so the decoder is not trained to make views that are easy to
+        contrast."""
+        s, d = codes
+        return self.encode(jax.lax.stop_gradient(self.decode(s, d, train)), train)
 
     def sample_dynamics(self, batch: int, num_steps: int) -> tuple[Array, Array]:
         """Free-running prior: (means, samples) of d_1:T, each (batch, T, dd)."""
@@ -129,8 +141,10 @@ def loss_fn(
     rng: Array,
     config: ml_collections.ConfigDict,
     train: bool = True,
+    step: Array | None = None,
 ) -> tuple[Array, tuple[dict[str, Array], Any]]:
     """Negative ELBO of DSVAE; returns (loss, (metrics, new batch_stats))."""
+    del step  # no schedule
     x = batch["video"]
     out, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": rng})

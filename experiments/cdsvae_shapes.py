@@ -1,0 +1,21 @@
+"""C-DSVAE on moving shapes, with the budget and network of the DSVAE Quickstart (shapes.py).
+
+Run:
+    python -m experiments.main --config=experiments/cdsvae_shapes.py --workdir=runs/cdsvae_shapes
+Variants: `:default` (1400 steps, eighth width, as experiments/shapes.py) and `:smoke` (tests).
+The KL weights stay at the Quickstart's alpha = 0.1; beta = gamma = 1 (C-DSVAE App. A.5).
+Measured results beside DSVAE and SPYL: docs/results.md ("Contrastive methods on shapes").
+"""
+
+from __future__ import annotations
+
+from experiments import shapes
+from experiments.base import add_cdsvae_fields
+
+VARIANTS = shapes.VARIANTS
+
+
+def get_config(arg: str | None = None):
+    config = shapes.get_config(arg)
+    add_cdsvae_fields(config)
+    return config

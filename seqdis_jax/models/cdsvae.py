@@ -1,0 +1,139 @@
+"""C-DSVAE: contrastively disentangled sequential VAE (Bai, Wang, Gomes, NeurIPS 2021).
+
+The DSVAE network (`dsvae.DSVAE`) trained with the objective of C-DSVAE eq. (6) / App. A.5,
+written as a loss to minimise:
+    recon + alpha (KL_s + KL_d) - beta (I(s; x) + I(d_1:T; x)) + gamma I(s; d_1:T),
+where
+  * I(s; x)  ~ (C(s) + C(s^c)) / 2 and I(d; x) ~ (C(d) + C(d^m)) / 2 (eq. 8), each C the InfoNCE
+    bound of eq. (7) with phi(u, v) = exp(cos(u, v) / tau), tau = 0.5; u is the posterior mean of
+    s, or the flattened posterior-mean trajectory of d_1:T; the positive is the other view of the
+    same sequence and the negatives are the other 2B - 2 codes of the batch
+    (`estimators.paired_views_info_nce`);
+  * x^c is the content augmentation (frames shuffled or reversed) and x^m the motion
+    augmentation (crop-and-resize, colour distortion, blur, noise), both drawn inside the jitted
+    step (`seqdis_jax.data.augment`); the views only go through the encoder and posteriors;
+  * I(s; d_1:T) is the minibatch-weighted-sampling estimate of App. A.3 eq. (13), with the
+    dataset size N (`estimators.mws_mutual_information`);
+  * alpha is `loss.kl_static_weight` / `loss.kl_dynamic_weight` (both alpha in the paper).
+
+BatchNorm and the views (`cdsvae.batch_norm_views`): `separate` (default, as the authors' code)
+runs x, x^c and x^m as three applies, each normalised with its own batch statistics and each
+updating the running averages in turn; `joint` encodes the three as one batch of 3B sequences
+(one set of statistics, one encoder pass). docs/results.md has the measured difference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from seqdis_jax import estimators
+from seqdis_jax.data import augment
+from seqdis_jax.models import dsvae
+from seqdis_jax.nn.video import apply_updating_batch_stats
+
+Array = jax.Array
+
+BATCH_NORM_VIEWS = ("separate", "joint")
+
+build = dsvae.build
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
+    if "cdsvae" not in config:
+        raise ValueError("config.method='cdsvae' needs a config.cdsvae section; build the "
+                         "config with experiments.base.add_cdsvae_fields(config).")
+    c = config.cdsvae
+    if c.batch_norm_views not in BATCH_NORM_VIEWS:
+        raise ValueError(f"config.cdsvae.batch_norm_views must be one of {BATCH_NORM_VIEWS}, "
+                         f"got {c.batch_norm_views!r}.")
+    if not c.temperature > 0:
+        raise ValueError(f"config.cdsvae.temperature must be > 0, got {c.temperature}.")
+    if config.data.batch_size < 2:
+        raise ValueError("C-DSVAE contrasts the sequences of a batch: config.data.batch_size "
+                         f"must be >= 2, got {config.data.batch_size}.")
+    if not 0.0 <= c.content_reverse_probability <= 1.0:
+        raise ValueError("config.cdsvae.content_reverse_probability must be in [0, 1].")
+
+
+def encode_views(
+    model: dsvae.DSVAE, params: Any, batch_stats: Any, x: Array, views: list[Array],
+    rng: Array, batch_norm_views: str, train: bool,
+) -> tuple[dict[str, Array], list[dict[str, Array]], Any]:
+    """Full pass on x (posterior, prior, reconstruction) and the posteriors of the views.
+
+    `separate`: one apply per input, so each gets its own BatchNorm batch statistics (the
+    authors' separate `model(...)` calls). `joint`: x and the views share one encoder pass.
+    Returns (output of x, posteriors of the views, updated batch_stats).
+    """
+    rngs = lambda i: {"sample": jax.random.fold_in(rng, i)}
+    apply = lambda stats, inputs, i, method: apply_updating_batch_stats(
+        model, params, stats, inputs, train, rngs=rngs(i), method=method)
+    if batch_norm_views == "separate":
+        out, batch_stats = apply(batch_stats, x, 0, None)
+        posteriors = []
+        for i, view in enumerate(views):
+            posterior, batch_stats = apply(batch_stats, view, i + 1, model.encode)
+            posteriors.append(posterior)
+        return out, posteriors, batch_stats
+    joint, batch_stats = apply(batch_stats, jnp.concatenate([x, *views], axis=0), 0,
+                               model.encode)
+    parts = [jax.tree.map(lambda a, i=i: a[i * x.shape[0]:(i + 1) * x.shape[0]], joint)
+             for i in range(len(views) + 1)]
+    out, batch_stats = apply(batch_stats, parts[0], len(views) + 1, model.reconstruct)
+    return out, parts[1:], batch_stats
+
+
+def flat(a: Array) -> Array:
+    """(B, T, D) -> (B, T*D): a trajectory as one vector (the code contrasted for d_1:T)."""
+    return a.reshape(a.shape[0], -1)
+
+
+def mws_static_dynamic(out: dict[str, Array], dataset_size: int) -> Array:
+    """I(s; d_1:T) by minibatch weighted sampling (C-DSVAE App. A.3 eq. 13)."""
+    return estimators.mws_mutual_information(
+        out["s"], out["s_mean"], out["s_logvar"], out["d"], out["d_mean"], out["d_logvar"],
+        dataset_size=dataset_size or None)["mi_s_d"]
+
+
+def loss_fn(
+    model: dsvae.DSVAE,
+    params: Any,
+    batch_stats: Any,
+    batch: dict[str, Array],
+    rng: Array,
+    config: ml_collections.ConfigDict,
+    train: bool = True,
+    step: Array | None = None,
+) -> tuple[Array, tuple[dict[str, Array], Any]]:
+    """C-DSVAE eq. (6) as a loss; returns (loss, (metrics, new batch_stats))."""
+    del step  # no schedule
+    c = config.cdsvae
+    x = batch["video"]
+    content_rng, motion_rng, model_rng = jax.random.split(rng, 3)
+    views = [augment.content_augmentation(content_rng, x, c.content_reverse_probability)]
+    if c.motion_augmentation:
+        motion = augment.MotionAugmentationConfig(**c.motion.to_dict())
+        views.append(augment.motion_augmentation(motion_rng, x, motion))
+    out, view_posteriors, batch_stats = encode_views(
+        model, params, batch_stats, x, views, model_rng, c.batch_norm_views, train)
+
+    recon = dsvae.reconstruction_error(x, out["reconstruction"])
+    kl_s, kl_d = dsvae.kl_terms(out)
+    # C-DSVAE eq. (8): the contrasted codes are posterior means.
+    mi_s_x = estimators.paired_views_info_nce(
+        out["s_mean"], view_posteriors[0]["s_mean"], c.temperature)
+    mi_d_x = jnp.zeros(())
+    if c.motion_augmentation:
+        mi_d_x = estimators.paired_views_info_nce(
+            flat(out["d_mean"]), flat(view_posteriors[1]["d_mean"]), c.temperature)
+    mi_s_d = mws_static_dynamic(out, c.dataset_size)
+    loss = (recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
+            - c.contrastive_weight * (mi_s_x + mi_d_x) + c.mi_static_dynamic_weight * mi_s_d)
+    metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d,
+                   contrastive_mi_s_x=mi_s_x, contrastive_mi_d_x=mi_d_x, mws_mi_s_d=mi_s_d)
+    return loss, (metrics, batch_stats)
