@@ -44,18 +44,10 @@ build = dsvae.build
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
-    if "cdsvae" not in config:
-        raise ValueError("config.method='cdsvae' needs a config.cdsvae section; build the "
-                         "config with experiments.base.add_cdsvae_fields(config).")
-    c = config.cdsvae
+    c = dsvae.check_method_section(config, "cdsvae", batch_minimum=2)
     if c.batch_norm_views not in BATCH_NORM_VIEWS:
         raise ValueError(f"config.cdsvae.batch_norm_views must be one of {BATCH_NORM_VIEWS}, "
                          f"got {c.batch_norm_views!r}.")
-    if not c.temperature > 0:
-        raise ValueError(f"config.cdsvae.temperature must be > 0, got {c.temperature}.")
-    if config.data.batch_size < 2:
-        raise ValueError("C-DSVAE contrasts the sequences of a batch: config.data.batch_size "
-                         f"must be >= 2, got {config.data.batch_size}.")
     if not 0.0 <= c.content_reverse_probability <= 1.0:
         raise ValueError("config.cdsvae.content_reverse_probability must be in [0, 1].")
 

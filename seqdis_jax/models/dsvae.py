@@ -119,6 +119,23 @@ def build(config: ml_collections.ConfigDict) -> DSVAE:
     )
 
 
+def check_method_section(config: ml_collections.ConfigDict, section: str, batch_minimum: int
+                         ) -> ml_collections.ConfigDict:
+    """The method's config section, checked for what every contrastive method needs (the
+    section itself, a positive temperature, enough sequences per batch); ValueError names the
+    fix."""
+    if section not in config:
+        raise ValueError(f"config.method={config.method!r} needs a config.{section} section; "
+                         f"build the config with experiments.base.add_{section}_fields(config).")
+    if not config[section].temperature > 0:
+        raise ValueError(f"config.{section}.temperature must be > 0, got "
+                         f"{config[section].temperature}.")
+    if config.data.batch_size < batch_minimum:
+        raise ValueError(f"{section} contrasts the sequences of a batch: config.data.batch_size "
+                         f"must be >= {batch_minimum}, got {config.data.batch_size}.")
+    return config[section]
+
+
 def reconstruction_error(x: Array, x_hat: Array) -> Array:
     """Sum of squared errors over frames and pixels, averaged over the batch."""
     return jnp.mean(jnp.sum(jnp.square(x_hat - x).reshape(x.shape[0], -1), axis=-1))

@@ -69,24 +69,17 @@ build = dsvae.build
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
-    if "spyl" not in config:
-        raise ValueError("config.method='spyl' needs a config.spyl section; build the config "
-                         "with experiments.base.add_spyl_fields(config).")
-    c = config.spyl
+    # Thirds of the batch (SPYL Alg. 1) need at least three sequences.
+    c = dsvae.check_method_section(config, "spyl", batch_minimum=3)
     for field, allowed in (("views", VIEWS), ("negatives", NEGATIVES),
                            ("reconstruction_reduction", REDUCTIONS)):
         if c[field] not in allowed:
             raise ValueError(f"config.spyl.{field} must be one of {allowed}, got {c[field]!r}.")
-    if config.data.batch_size < 3:
-        raise ValueError("SPYL splits each batch into thirds: config.data.batch_size must be "
-                         f">= 3, got {config.data.batch_size}.")
     if c.views_per_sequence < 1:
         raise ValueError("config.spyl.views_per_sequence must be >= 1.")
     if not 0 < c.bank_negatives <= c.bank_size:
         raise ValueError(f"config.spyl.bank_negatives ({c.bank_negatives}) must be in "
                          f"[1, config.spyl.bank_size = {c.bank_size}].")
-    if not c.temperature > 0:
-        raise ValueError(f"config.spyl.temperature must be > 0, got {c.temperature}.")
     if c.contrastive_warmup_steps < 0:
         raise ValueError("config.spyl.contrastive_warmup_steps must be >= 0.")
 
