@@ -142,7 +142,6 @@ def add_cdsvae_fields(config: ml_collections.ConfigDict) -> None:
     c.contrastive_weight = 1.0  # beta of eq. (6) (App. C.2: 1.0 on Sprites)
     c.mi_static_dynamic_weight = 1.0  # gamma of eq. (6)
     c.temperature = 0.5  # tau of phi(u, v) = exp(cos(u, v) / tau)
-    c.dataset_size = config.data.num_train  # N of the MWS estimate (eq. 13); shifts it by log N
     c.content_reverse_probability = 0.5  # content view: reverse time, else a random order
     c.motion_augmentation = True  # False: no motion view and no I(d; x) term (e.g. audio)
     c.motion = ml_collections.ConfigDict(dataclasses.asdict(MotionAugmentationConfig()))
@@ -158,7 +157,6 @@ def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
     c.contrastive_weight = 5.0  # lambda_4
     c.mi_static_dynamic_weight = 1.0  # lambda_5
     c.temperature = 0.5
-    c.dataset_size = config.data.num_train  # N of the MWS estimate of I(s; d)
     c.views = "predictive"  # or "reparameterization" (Table 7), "code" (the authors' bank)
     c.negatives = "farthest"  # or "middle", "middle_farthest", "random" (Table 4)
     c.views_per_sequence = 2  # K predicted views drawn from each posterior of the batch

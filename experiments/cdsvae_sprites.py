@@ -8,7 +8,7 @@ Variants:
             1.5e-3, batch 128, 100 epochs. Needs a GPU/TPU.
   :code     the authors' run_cdsvae.sh: beta = 10 on both contrastive terms, Adam 1e-3.
   :cpu      the DSVAE `:cpu` network of experiments/sprites.py (quarter width, batch 32),
-            alpha = 1, beta = 1, Adam 2e-3, 1200 steps (about the DSVAE run's wall time).
+            alpha = 1, beta = 1, Adam 2e-3, 1200 steps (half the DSVAE `:cpu` run's).
   :smoke    a few steps at tiny width on a 2-character build (tests).
 Paper (Table 1, C-DSVAE): Acc 99.49 %, IS 8.637, H(y|x) 0.041, H(y) 2.197.
 Measured, `:cpu` (2 CPU cores shared with another run): 1200 steps in 46 min; fix d and sample s
@@ -35,6 +35,7 @@ def get_config(arg: str | None = None):
         config.cdsvae.contrastive_weight = 10.0
         config.train.learning_rate = 1e-3
     elif variant == "cpu":
-        # A step costs ~2.2x DSVAE's (three encoder passes): half the steps, ~the same time.
+        # A step costs 1.8-2.0x DSVAE's (bench/train_step_cpu.py, docs/results.md): half the
+        # DSVAE `:cpu` steps, to fit a CPU session.
         config.train.num_steps = 1200
     return config

@@ -12,7 +12,7 @@ Variants:
             divided by the batch.
   :cpu      the DSVAE `:cpu` network of experiments/sprites.py (quarter width, batch 32),
             Table 6's weights with the MSE divided by the batch, K = 1 predicted view per
-            posterior, 1200 steps (about the DSVAE run's wall time; docs/results.md).
+            posterior, 1200 steps (half the DSVAE `:cpu` run's; docs/results.md).
   :smoke    a few steps at tiny width on a 2-character build (tests).
 Paper (Table 1, SPYL): Acc 100 %, IS 8.942, H(y|x) 0.006, H(y) 2.197.
 Measured, `:cpu` (2 CPU cores): 1200 steps in 19 min; fix d and sample s keeps the judged action
@@ -45,7 +45,7 @@ def get_config(arg: str | None = None):
         config.spyl.reconstruction_reduction = "mean"
     elif variant == "cpu":
         config.spyl.reconstruction_reduction = "mean"
-        # One predicted view per posterior (K = 1): a step then costs ~2.3x DSVAE's.
+        # One predicted view per posterior (K = 1) halves the views' decode/encode pool.
         config.spyl.views_per_sequence = 1
         config.train.num_steps = 1200
     elif variant == "smoke":

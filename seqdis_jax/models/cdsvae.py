@@ -13,7 +13,7 @@ where
     augmentation (crop-and-resize, colour distortion, blur, noise), both drawn inside the jitted
     step (`seqdis_jax.data.augment`); the views only go through the encoder and posteriors;
   * I(s; d_1:T) is the minibatch-weighted-sampling estimate of App. A.3 eq. (13), with the
-    dataset size N (`estimators.mws_mutual_information`);
+    dataset size N = `data.num_train` (`dsvae.mws_static_dynamic`);
   * alpha is `loss.kl_static_weight` / `loss.kl_dynamic_weight` (both alpha in the paper).
 
 BatchNorm and the views (`cdsvae.batch_norm_views`): `separate` (default, as the authors' code)
@@ -81,18 +81,6 @@ def encode_views(
     return out, parts[1:], batch_stats
 
 
-def flat(a: Array) -> Array:
-    """(B, T, D) -> (B, T*D): a trajectory as one vector (the code contrasted for d_1:T)."""
-    return a.reshape(a.shape[0], -1)
-
-
-def mws_static_dynamic(out: dict[str, Array], dataset_size: int) -> Array:
-    """I(s; d_1:T) by minibatch weighted sampling (C-DSVAE App. A.3 eq. 13)."""
-    return estimators.mws_mutual_information(
-        out["s"], out["s_mean"], out["s_logvar"], out["d"], out["d_mean"], out["d_logvar"],
-        dataset_size=dataset_size or None)["mi_s_d"]
-
-
 def loss_fn(
     model: dsvae.DSVAE,
     params: Any,
@@ -123,8 +111,8 @@ def loss_fn(
     mi_d_x = jnp.zeros(())
     if c.motion_augmentation:
         mi_d_x = estimators.paired_views_info_nce(
-            flat(out["d_mean"]), flat(view_posteriors[1]["d_mean"]), c.temperature)
-    mi_s_d = mws_static_dynamic(out, c.dataset_size)
+            dsvae.flat(out["d_mean"]), dsvae.flat(view_posteriors[1]["d_mean"]), c.temperature)
+    mi_s_d = dsvae.mws_static_dynamic(out, config.data.num_train)
     loss = (recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
             - c.contrastive_weight * (mi_s_x + mi_d_x) + c.mi_static_dynamic_weight * mi_s_d)
     metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d,

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from seqdis_jax import estimators
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
 from seqdis_jax.nn.recurrent import DynamicPosterior, DynamicPrior, StaticPosterior
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, apply_updating_batch_stats
@@ -134,6 +135,19 @@ def check_method_section(config: ml_collections.ConfigDict, section: str, batch_
         raise ValueError(f"{section} contrasts the sequences of a batch: config.data.batch_size "
                          f"must be >= {batch_minimum}, got {config.data.batch_size}.")
     return config[section]
+
+
+def flat(a: Array) -> Array:
+    """(B, T, D) -> (B, T*D): a trajectory as one vector (how d_1:T is contrasted)."""
+    return a.reshape(a.shape[0], -1)
+
+
+def mws_static_dynamic(out: dict[str, Array], dataset_size: int) -> Array:
+    """I(s; d_1:T) by minibatch weighted sampling with dataset size N (C-DSVAE App. A.3
+    eq. 13), the term C-DSVAE and SPYL minimise."""
+    return estimators.mws_mutual_information(
+        out["s"], out["s_mean"], out["s_logvar"], out["d"], out["d_mean"], out["d_logvar"],
+        dataset_size=dataset_size)["mi_s_d"]
 
 
 def reconstruction_error(x: Array, x_hat: Array) -> Array:

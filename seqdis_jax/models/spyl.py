@@ -55,7 +55,6 @@ import ml_collections
 
 from seqdis_jax import estimators
 from seqdis_jax.models import dsvae
-from seqdis_jax.models.cdsvae import flat, mws_static_dynamic
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.video import apply_updating_batch_stats
 
@@ -128,7 +127,7 @@ def contrastive_terms(model, params, batch_stats, out, rng, config, train):
     c = config.spyl
     n, steps = out["d"].shape[:2]
     static_dim = out["s"].shape[-1]
-    anchor_s, anchor_d = out["s"], flat(out["d"])
+    anchor_s, anchor_d = out["s"], dsvae.flat(out["d"])
     prior_rng, draw_rng, select_rng, reencode_rng = jax.random.split(rng, 4)
     reencode = lambda stats, s, d: apply_updating_batch_stats(
         model, params, stats, (s, d), train, method=model.reencode,
@@ -138,20 +137,19 @@ def contrastive_terms(model, params, batch_stats, out, rng, config, train):
         bank = c.bank_size
         s_prior, d_prior = _sample_prior(model, params, batch_stats, prior_rng, n + bank, steps,
                                          static_dim)
-        s_rand, d_rand = _sample_prior(model, params, batch_stats, draw_rng, n, steps, static_dim)
         # Rows: [own s mean + prior d | prior s + own d mean | bank of prior samples].
-        s_in = jnp.concatenate([sg(out["s_mean"]), s_rand, s_prior[n:]])
+        s_in = jnp.concatenate([sg(out["s_mean"]), s_prior[:n], s_prior[n:]])
         d_in = jnp.concatenate([d_prior[:n], sg(out["d_mean"]), d_prior[n:]])
         views, batch_stats = reencode(batch_stats, sg(s_in), sg(d_in))
         bank_post = jax.tree.map(lambda a: sg(a[2 * n:]), views)
         result = []
         for name, anchor, positive in (("s", anchor_s, views["s"][:n]),
-                                       ("d", anchor_d, flat(views["d"][n:2 * n]))):
+                                       ("d", anchor_d, dsvae.flat(views["d"][n:2 * n]))):
             far = estimators.kl_matrix(
-                flat(sg(out[f"{name}_mean"])), flat(sg(out[f"{name}_logvar"])),
-                flat(bank_post[f"{name}_mean"]), flat(bank_post[f"{name}_logvar"]))
+                dsvae.flat(sg(out[f"{name}_mean"])), dsvae.flat(sg(out[f"{name}_logvar"])),
+                dsvae.flat(bank_post[f"{name}_mean"]), dsvae.flat(bank_post[f"{name}_logvar"]))
             _, negative = jax.lax.top_k(far, c.bank_negatives)
-            pool = jnp.concatenate([positive, flat(bank_post[name])])
+            pool = jnp.concatenate([positive, dsvae.flat(bank_post[name])])
             result.append(pool_info_nce(anchor, pool, jnp.arange(n), negative + n,
                                         c.temperature))
         return result[0], result[1], batch_stats
@@ -164,17 +162,17 @@ def contrastive_terms(model, params, batch_stats, out, rng, config, train):
     d_draws = reparameterize(d_rng, _repeat(grad_or_sg(out["d_mean"]), k),
                              _repeat(grad_or_sg(out["d_logvar"]), k))  # (nK, T, dd)
     if c.views == "reparameterization":
-        pools = {"s": s_draws, "d": flat(d_draws)}
+        pools = {"s": s_draws, "d": dsvae.flat(d_draws)}
     else:  # predictive: decode with the other factor from the prior, re-encode (eq. 8)
         s_prior, d_prior = _sample_prior(model, params, batch_stats, prior_rng, n * k, steps,
                                          static_dim)
         views, batch_stats = reencode(batch_stats, jnp.concatenate([s_draws, s_prior]),
                                       jnp.concatenate([d_prior, d_draws]))
-        pools = {"s": views["s"][:n * k], "d": flat(views["d"][n * k:])}
+        pools = {"s": views["s"][:n * k], "d": dsvae.flat(views["d"][n * k:])}
     result = []
     for i, (name, anchor) in enumerate((("s", anchor_s), ("d", anchor_d))):
-        distances = estimators.kl_matrix(flat(sg(out[f"{name}_mean"])),
-                                         flat(sg(out[f"{name}_logvar"])))
+        distances = estimators.kl_matrix(dsvae.flat(sg(out[f"{name}_mean"])),
+                                         dsvae.flat(sg(out[f"{name}_logvar"])))
         positive, negative = pool_indices(jax.random.fold_in(select_rng, i), distances,
                                           c.negatives, k, 2 * n)
         result.append(pool_info_nce(anchor, pools[name], positive, negative, c.temperature))
@@ -202,7 +200,7 @@ def loss_fn(
     kl_s, kl_d = dsvae.kl_terms(out)
     mi_s_x, mi_d_x, batch_stats = contrastive_terms(
         model, params, batch_stats, out, view_rng, config, train)
-    mi_s_d = mws_static_dynamic(out, c.dataset_size)
+    mi_s_d = dsvae.mws_static_dynamic(out, config.data.num_train)
     # The authors' warm-up: no contrastive terms before `contrastive_warmup_steps`.
     active = 1.0 if step is None else (step >= c.contrastive_warmup_steps).astype(jnp.float32)
     loss = (c.reconstruction_weight * recon_scale * recon + config.loss.kl_static_weight * kl_s
