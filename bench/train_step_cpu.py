@@ -4,9 +4,11 @@
     python bench/train_step_cpu.py --plain_conv_transpose  # nn.ConvTranspose decoder
     python bench/train_step_cpu.py --method=cdsvae --batch=128
     python bench/train_step_cpu.py --method=spyl --batch=32
+    python bench/train_step_cpu.py --method=rwae --batch=32   # R-WAE(MMD); rwae_gan: R-WAE(GAN)
 
-Batch x 8 frames of 64x64x3, Sprites sizes (g = 128, ds = 256, dd = 32, hidden 256); the
-method's settings are its Sprites `:default` config (experiments/<method>_sprites.py).
+Batch x 8 frames of 64x64x3; the method's settings and sizes are its Sprites `:default` config
+(experiments/<method>_sprites.py: g = 128, ds = 256, dd = 32, hidden 256 for DSVAE, C-DSVAE and
+SPYL; DBSE dd = 256; R-WAE g = 150, ds = 120, dd = 12).
 Compiles once, warms up, then reports the median of --repeats steps (block_until_ready) and
 prints one JSON line.
 """
@@ -27,10 +29,18 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments import cdsvae_sprites, sprites, spyl_sprites  # noqa: E402
+from experiments import (  # noqa: E402
+    cdsvae_sprites,
+    dbse_sprites,
+    rwae_gan_sprites,
+    rwae_sprites,
+    sprites,
+    spyl_sprites,
+)
 from seqdis_jax import models, train  # noqa: E402
 
-CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites}
+CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
+           "dbse": dbse_sprites, "rwae": rwae_sprites, "rwae_gan": rwae_gan_sprites}
 
 
 def main() -> None:
@@ -49,7 +59,7 @@ def main() -> None:
     config.model.fast_conv_transpose = not args.plain_conv_transpose
     method = models.get_method(config.method)
     model = method.build(config)
-    tx = train.make_optimizer(config)
+    tx = train.make_optimizer(config, method)
     shape = (args.batch, 8, 64, 64, 3)
     state = train.create_train_state(model, tx, jnp.zeros(shape), jax.random.PRNGKey(0))
     step = train.make_train_step(method, model, tx, config)

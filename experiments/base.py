@@ -167,3 +167,50 @@ def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
     # lambda_2, lambda_3 of Table 6 (Sprites: 5, 1) are the KL weights.
     config.loss.kl_static_weight = 5.0
     config.loss.kl_dynamic_weight = 1.0
+
+
+def add_rwae_fields(config: ml_collections.ConfigDict, divergence_static: str = "mmd") -> None:
+    """R-WAE (seqdis_jax/models/rwae.py), in place: method and its `config.rwae` section with
+    the paper's Sprites settings (App. G) as defaults. `divergence_static`: "mmd" for
+    R-WAE(MMD) (scaled MMD, spectrally normalised f_gamma), "gan" for R-WAE(GAN) (JS
+    discriminator with the gradient penalty of eq. 24)."""
+    config.method = "rwae"
+    c = config.rwae = ml_collections.ConfigDict()
+    c.divergence_static = divergence_static
+    c.static_weight = 10.0  # beta_1 of eq. (9)
+    c.dynamic_weight = 60.0  # beta_2 of eq. (9)
+    c.reconstruction = "l2"  # or "bernoulli" (SM-MNIST)
+    c.kernel_bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)  # sigmas of the RBF mixture on d_t
+    c.critic_steps = 5  # L: encoder + critic steps per decoder + prior step (Alg. 1-2)
+    c.critic_hidden = (256, 256, 128)  # f_gamma / D_gamma: FC 256-256-128-1 (App. G)
+    # Spectral parametrisation of f_gamma (App. D, R-WAE(MMD)); the GAN uses eq. (24) instead.
+    c.critic_spectral_norm = divergence_static == "mmd"
+    c.smmd_gradient_scale = 10.0  # the 10 of 1 / (1 + 10 E||grad f||^2)
+    c.gradient_penalty_weight = 10.0  # lambda of eq. (24); the paper gives no value
+    c.encoder_learning_rate = 1e-4  # config.train.learning_rate is the decoder + prior's
+    c.critic_learning_rate = 1e-4
+    c.lr_decay_epochs = (50, 80)  # every rate x0.5 after 50 epochs, x0.2 more after 80
+    c.lr_decay_factors = (0.5, 0.2)
+    c.num_actions = 0  # A > 0: the weakly supervised model of Sec. 3.4
+    c.gumbel_temperature = 0.67  # tau; the paper gives no value (Maddison et al.'s 2/3)
+    c.action_kl_weight = 50.0  # App. G (MUG)
+    config.train.learning_rate = 3e-4
+    config.train.adam_b1 = 0.5
+    config.train.adam_b2 = 0.9
+    # KL on d only "to stabilize training" (App. D); s is regularised by D alone.
+    config.loss.kl_static_weight = 0.0
+    config.loss.kl_dynamic_weight = 1.0
+
+
+def add_dbse_fields(config: ml_collections.ConfigDict) -> None:
+    """DBSE (seqdis_jax/models/dbse.py), in place: method and its `config.dbse` section with the
+    paper's model (eqs. 4-8, App. A.3) and Sprites' alpha of Table 5 as defaults. The betas of
+    eq. (6) are `loss.kl_static_weight` and `loss.kl_dynamic_weight` (experiment files set them)."""
+    config.method = "dbse"
+    c = config.dbse = ml_collections.ConfigDict()
+    c.anchor = "first"  # s from x_1; or "middle" (x_{T/2}), "last" (x_T) (Table 4, bottom)
+    c.anchor_weight = 0.2  # alpha of eq. (5) (Table 5, Sprites)
+    c.first_frame_loss = True  # False: no alpha term (Table 4 "no loss")
+    c.subtraction = "hidden"  # h_t = h~_t - s~ (eq. 8); "none" (Table 4 "no sub"); "features"
+    c.sequence_reconstruction = "others"  # eq. (5): t != a; "all" (the authors' Sprites code)
+    c.reconstruction_reduction = "sum"  # App. A.3: MSE not divided by the batch; code: "mean"

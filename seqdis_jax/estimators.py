@@ -199,3 +199,156 @@ def sample_by_rank(rng: Array, distances: Array, which: str, num: int) -> Array:
     order = jnp.argsort(distances, axis=1)
     ranks = jax.random.randint(rng, (distances.shape[0], num), lo, hi)
     return jnp.take_along_axis(order, ranks, axis=1)
+
+
+# --- R-WAE: MMD, scaled MMD, critic penalties, Gumbel-softmax (Han et al. 2021, App. D) ----------
+
+# Bandwidths sigma of the mixture of RBF kernels used for the motion regulariser (R-WAE App. D,
+# after Li et al. 2017). The paper does not list its sigmas; these span the scale of unit-variance
+# latents.
+DEFAULT_MMD_BANDWIDTHS = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _squared_distances(x: Array, y: Array) -> Array:
+    """||x_i - y_j||^2 for x (n, D), y (m, D) -> (n, m), as ||x||^2 + ||y||^2 - 2 x y^T (one
+    matrix product, no (n, m, D) tensor), clipped at 0 against rounding."""
+    xy = jnp.einsum("nd,md->nm", x, y, precision=jax.lax.Precision.HIGHEST)
+    sq = jnp.sum(jnp.square(x), axis=-1)[:, None] + jnp.sum(jnp.square(y), axis=-1)[None, :]
+    return jnp.maximum(sq - 2.0 * xy, 0.0)
+
+
+def rbf_mixture_kernel(x: Array, y: Array, bandwidths=DEFAULT_MMD_BANDWIDTHS) -> Array:
+    """Mixture of RBF kernels k(x_i, y_j) = sum_sigma exp(-||x_i - y_j||^2 / (2 sigma^2)).
+
+    R-WAE App. D (the kernel of MMD_k, eq. 21), after Li et al. (2017). x (n, D), y (m, D),
+    bandwidths a sequence (or array) of sigmas -> (n, m). k(x, x) = len(bandwidths).
+    """
+    inv_two_var = 0.5 / jnp.square(jnp.asarray(bandwidths, dtype=x.dtype))  # (K,)
+    d2 = _squared_distances(x, y)
+    return jnp.sum(jnp.exp(-d2[..., None] * inv_two_var), axis=-1)
+
+
+def _mmd_from_kernels(kxx: Array, kyy: Array, kxy: Array, paired: bool = False) -> Array:
+    """Unbiased MMD^2 (U-statistic) from the three Gram matrices; the i == j terms of the
+    within-sample sums are removed by subtracting the trace, and of the cross sum too when
+    the samples are `paired`."""
+    n, m = kxx.shape[0], kyy.shape[0]
+    within_x = (jnp.sum(kxx) - jnp.trace(kxx)) / (n * (n - 1))
+    within_y = (jnp.sum(kyy) - jnp.trace(kyy)) / (m * (m - 1))
+    if paired:
+        return within_x + within_y - 2.0 * (jnp.sum(kxy) - jnp.trace(kxy)) / (n * (n - 1))
+    return within_x + within_y - 2.0 * jnp.mean(kxy)
+
+
+def mmd_unbiased(x: Array, y: Array, bandwidths=DEFAULT_MMD_BANDWIDTHS,
+                 paired: bool = False) -> Array:
+    """Unbiased estimate of MMD_k^2(Q, P) from x ~ Q (n, D) and y ~ P (m, D), n, m >= 2.
+
+    R-WAE App. D, eq. (21), with the mixture-of-RBF kernel `rbf_mixture_kernel`:
+        1/(n(n-1)) sum_{i!=j} k(x_i, x_j) + 1/(m(m-1)) sum_{i!=j} k(y_i, y_j)
+        - 2/(n m) sum_{i,j} k(x_i, y_j).
+    Eq. (21) (and eq. 22) as printed weights the cross term by -1/n^2, without the factor 2;
+    that is a typo: without it the estimate of MMD(P, P) is E k(z, z') != 0. This is the
+    standard unbiased estimator of Gretton et al. (2012), Lemma 6, which is zero in
+    expectation when Q = P (it can be slightly negative on a finite sample).
+
+    `paired=True` (n == m) is for samples drawn in pairs, x_i and y_i dependent but the pairs
+    independent: R-WAE's posterior d_t and the prior's d_t conditioned on the same history
+    d_<t. The cross sum then skips i == j as well (Gretton et al. 2012, eq. 3: the U-statistic
+    of h = k(x_i,x_j) + k(y_i,y_j) - k(x_i,y_j) - k(x_j,y_i)); with the i == j pairs kept,
+    their correlation biases the estimate below zero.
+    """
+    if paired and x.shape[0] != y.shape[0]:
+        raise ValueError(f"paired MMD needs as many x as y samples, got {x.shape[0]} and "
+                         f"{y.shape[0]}.")
+    return _mmd_from_kernels(
+        rbf_mixture_kernel(x, x, bandwidths),
+        rbf_mixture_kernel(y, y, bandwidths),
+        rbf_mixture_kernel(x, y, bandwidths),
+        paired,
+    )
+
+
+def mmd_unbiased_per_step(x: Array, y: Array, bandwidths=DEFAULT_MMD_BANDWIDTHS,
+                          paired: bool = False) -> Array:
+    """MMD_unbiased of each time step's batch: x (B, T, D) ~ Q, y (B', T, D) ~ P -> (T,).
+
+    Entry t compares {x_{i,t}}_i with {y_{i,t}}_i, i.e. MMD(Q_{d_t|d<t}, P_{d_t|d<t}) of the
+    motion regulariser sum_t MMD_k(q(z_t^m | z_<t^m), p(z_t^m | z_<t^m)) (R-WAE eq. 11, App. D).
+    """
+    return jax.vmap(lambda a, b: mmd_unbiased(a, b, bandwidths, paired), in_axes=(1, 1))(x, y)
+
+
+def scaled_mmd(features_q: Array, features_p: Array, gradient_sq_norm: Array,
+               scale: float = 10.0) -> Array:
+    """Scaled MMD of R-WAE(MMD) (App. D, eq. 22 and the ratio above it; Arbel et al. 2018):
+        MMD_k(f(Q), f(P)) / (1 + scale * E_P[||grad f(z)||^2]),
+    with MMD_k the unbiased estimate (cross term -2/(n m), see `mmd_unbiased`) under the scalar
+    RBF kernel k(a, b) = exp(-(a - b)^2 / 2) on the critic outputs.
+
+    features_q: f(z~_i) on posterior samples, (n,) or (n, 1); features_p: f(z_i) on prior
+    samples, (m,) or (m, 1); gradient_sq_norm: the scalar E_P[||grad f||^2] (see
+    `mean_gradient_sq_norm`); scale: 10 in the paper.
+    """
+    fq = jnp.reshape(features_q, (features_q.shape[0], -1))
+    fp = jnp.reshape(features_p, (features_p.shape[0], -1))
+    return mmd_unbiased(fq, fp, (1.0,)) / (1.0 + scale * gradient_sq_norm)
+
+
+def mean_gradient_sq_norm(fn, z: Array) -> Array:
+    """mean_i ||d fn / d z (z_i)||^2 for samples z (n, ...), fn mapping one sample to a scalar.
+
+    The gradient penalty E[||grad f||_F^2] of the scaled MMD (R-WAE App. D) and of eq. (24).
+    Built from jax.vmap(jax.grad(fn)), so it is itself differentiable w.r.t. whatever fn closes
+    over (double backprop: take jax.grad of a loss containing it w.r.t. the critic's params).
+    """
+    grads = jax.vmap(jax.grad(fn))(z)
+    return jnp.mean(jnp.sum(jnp.square(grads).reshape(grads.shape[0], -1), axis=-1))
+
+
+def interpolates(rng: Array, a: Array, b: Array) -> Array:
+    """alpha * a + (1 - alpha) * b, alpha ~ U(0, 1) drawn once per sample (leading axis).
+
+    R-WAE eq. (24): z^ = alpha z + (1 - alpha) z~ with z from the prior (a) and z~ from the
+    posterior (b); the gradient penalty is evaluated at z^. a, b: (n, ...) of one shape.
+    """
+    shape = (a.shape[0],) + (1,) * (a.ndim - 1)
+    alpha = jax.random.uniform(rng, shape, dtype=jnp.result_type(a, b))
+    return alpha * a + (1.0 - alpha) * b
+
+
+def js_discriminator_objective(logits_prior: Array, logits_posterior: Array) -> Array:
+    """E_p[log D(z)] + E_q[log(1 - D(z~))], D = sigmoid(logits) (R-WAE eq. 23).
+
+    logits_prior: D's logits on prior samples z ~ p(z^c); logits_posterior: on posterior
+    samples z~ ~ q(z~^c). The discriminator MAXIMISES this (its optimum is 2 JS(p, q) - log 4);
+    log(1 - sigmoid(l)) = log_sigmoid(-l), so no log(0) for large logits. At chance (all
+    logits 0) it is 2 log(1/2).
+    """
+    return (jnp.mean(jax.nn.log_sigmoid(logits_prior))
+            + jnp.mean(jax.nn.log_sigmoid(-logits_posterior)))
+
+
+def gumbel_softmax(rng: Array, logits: Array, temperature: float) -> Array:
+    """Relaxed one-hot sample softmax((logits + g) / tau), g_j ~ Gumbel(0, 1) i.i.d.
+
+    R-WAE Sec. 3.4 (Jang et al. 2016; Maddison et al. 2016): a~_j proportional to
+    exp((log alpha_j + g_j) / tau). logits (..., A) may be unnormalised log-probabilities
+    (softmax is shift-invariant) -> (..., A) on the simplex; tau -> 0 gives one-hot samples of
+    Cat(softmax(logits)), tau -> inf the uniform vector 1/A.
+    """
+    g = jax.random.gumbel(rng, logits.shape, dtype=logits.dtype)
+    return jax.nn.softmax((logits + g) / temperature, axis=-1)
+
+
+def categorical_kl_uniform(logits: Array) -> Array:
+    """KL(Cat(softmax(logits)) || Uniform(A)) = sum_j q_j log q_j + log A, (..., A) -> (...).
+
+    The regulariser of the action variable a against its uniform prior (R-WAE Sec. 3.4). Uses
+    log_softmax, so no log(0); entries with q_j = 0 (logit -inf) contribute 0, with finite
+    gradients. In [0, log A].
+    """
+    log_q = jax.nn.log_softmax(logits, axis=-1)
+    q = jnp.exp(log_q)
+    safe_log_q = jnp.where(q > 0, log_q, 0.0)
+    return jnp.sum(q * safe_log_q, axis=-1) + math.log(logits.shape[-1])

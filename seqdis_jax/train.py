@@ -7,6 +7,7 @@ a resumed run reproduces the PRNG stream of an uninterrupted one.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -56,9 +57,13 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam with the config's learning rate (optionally cosine-annealed; optional global-norm
-    clipping)."""
+def make_optimizer(config: ml_collections.ConfigDict, method: Any = None
+                   ) -> optax.GradientTransformation:
+    """The method's own optimiser when it defines `make_optimizer(config)` (e.g. R-WAE's
+    per-group Adams), else Adam with the config's learning rate (optionally cosine-annealed;
+    optional global-norm clipping)."""
+    if method is not None and hasattr(method, "make_optimizer"):
+        return method.make_optimizer(config)
     t = config.train
     learning_rate = t.learning_rate
     if t.cosine_decay:  # the judges: anneal to 0 over the run
@@ -111,6 +116,34 @@ def create_train_state(
     return jax.jit(init)(rng)
 
 
+def gradient_update(
+    method: Any,
+    model: Any,
+    tx: optax.GradientTransformation,
+    config: ml_collections.ConfigDict,
+    state: TrainState,
+    batch: dict[str, Array],
+    rng: Array,
+) -> tuple[TrainState, dict[str, Array]]:
+    """The default update: one gradient of `method.loss_fn` through `tx` for all parameters.
+    A method with alternating phases defines `train_update` with this signature instead."""
+
+    def objective(params):
+        return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True,
+                              step=state.step)
+
+    (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params
+    )
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+    new_state = state.replace(
+        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    return new_state, metrics
+
+
 def make_train_step(
     method: Any,
     model: Any,
@@ -118,28 +151,18 @@ def make_train_step(
     config: ml_collections.ConfigDict,
     max_traces: int | None = None,
 ) -> Callable[[TrainState, dict[str, Array], Array], tuple[TrainState, dict[str, Array]]]:
-    """The jitted training step, donating the state. With `max_traces`, a further trace (a
-    recompilation) raises (`chex.assert_max_traces`; tests use it)."""
+    """The jitted training step, donating the state: `method.train_update` when the method
+    defines one, else `gradient_update`. With `max_traces`, a further trace (a recompilation)
+    raises (`chex.assert_max_traces`; tests use it)."""
     pixel_scale = float(config.data.pixel_scale)
+    update = getattr(method, "train_update", None)
+    if update is None:
+        update = functools.partial(gradient_update, method)
 
     def train_step(state: TrainState, batch: dict[str, Array], rng: Array):
         rng = jax.random.fold_in(rng, state.step)
         batch = to_model_batch(batch, pixel_scale)
-
-        def objective(params):
-            return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True,
-                                  step=state.step)
-
-        (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
-            state.params
-        )
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-        new_state = state.replace(
-            step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-        )
-        return new_state, metrics
+        return update(model, tx, config, state, batch, rng)
 
     if max_traces is not None:
         train_step = chex.assert_max_traces(train_step, n=max_traces)
@@ -185,7 +208,7 @@ def _fit(
     `on_log(step, state)` may return extra scalars (e.g. mutual-information curves) that are
     logged under the split 'eval'. Returns the final state and the training wall time.
     """
-    tx = make_optimizer(config)
+    tx = make_optimizer(config, method)
     video_shape = _batch_video_shape(config, train_data)
     rng = jax.random.PRNGKey(config.seed)
     init_rng, train_rng, _ = jax.random.split(rng, 3)
@@ -343,7 +366,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     """Restores the latest checkpoint in `workdir` and runs the evaluators (no training)."""
     method = models.get_method(config.method)
     model = method.build(config)
-    tx = make_optimizer(config)
+    tx = make_optimizer(config, method)
     test_data = data_registry.load(config.data, "test")
     video_shape = _batch_video_shape(config, test_data)
     if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):

@@ -18,6 +18,8 @@ METHODS = {
     "dsvae": "seqdis_jax.models.dsvae",
     "cdsvae": "seqdis_jax.models.cdsvae",
     "spyl": "seqdis_jax.models.spyl",
+    "dbse": "seqdis_jax.models.dbse",
+    "rwae": "seqdis_jax.models.rwae",
 }
 
 

@@ -105,9 +105,12 @@ class DSVAE(nn.Module):
         return self.prior.sample(batch, num_steps)
 
 
-def build(config: ml_collections.ConfigDict) -> DSVAE:
+def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fields: Any
+          ) -> DSVAE:
+    """The model of `config.model`; a method whose network subclasses DSVAE passes its class
+    as `module` and its own fields."""
     m = config.model
-    return DSVAE(
+    return module(
         static_dim=m.static_dim,
         dynamic_dim=m.dynamic_dim,
         hidden_dim=m.hidden_dim,
@@ -117,6 +120,7 @@ def build(config: ml_collections.ConfigDict) -> DSVAE:
         channels=config.data.channels,
         dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
         fast_conv_transpose=m.fast_conv_transpose,
+        **fields,
     )
 
 
@@ -155,11 +159,28 @@ def reconstruction_error(x: Array, x_hat: Array) -> Array:
     return jnp.mean(jnp.sum(jnp.square(x_hat - x).reshape(x.shape[0], -1), axis=-1))
 
 
-def kl_terms(out: dict[str, Array]) -> tuple[Array, Array]:
+# How a method reduces its reconstruction error over the batch (its reconstruction_reduction).
+RECONSTRUCTION_REDUCTIONS = ("sum", "mean")
+
+
+def reconstruction_scale(reduction: str, batch_size: int) -> int:
+    """Factor on the batch-mean reconstruction error: `sum` (SPYL App. B, DBSE App. A.3: "we did
+    not normalize the MSE by the batch size") gives B, so the error is summed over the batch
+    while the KL terms stay batch means; `mean` (the authors' code) gives 1."""
+    if reduction not in RECONSTRUCTION_REDUCTIONS:
+        raise ValueError(f"reconstruction_reduction must be one of "
+                         f"{RECONSTRUCTION_REDUCTIONS}, got {reduction!r}.")
+    return batch_size if reduction == "sum" else 1
+
+
+def kl_terms(out: dict[str, Array], dynamic_mask: Array | None = None) -> tuple[Array, Array]:
     """Closed-form KL of s against N(0, I) and of d_1:T against the teacher-forced prior,
-    summed over dimensions (and time), averaged over the batch."""
+    summed over dimensions (and time), averaged over the batch. `dynamic_mask` (T,), optional,
+    weighs the time steps of the dynamic KL (DBSE leaves out its anchor step)."""
     kl_s = jnp.mean(jnp.sum(kl_standard_normal(out["s_mean"], out["s_logvar"]), axis=-1))
     kl_d = kl_diag_gaussians(out["d_mean"], out["d_logvar"], out["prior_mean"], out["prior_logvar"])
+    if dynamic_mask is not None:
+        kl_d = kl_d * dynamic_mask[:, None]
     kl_d = jnp.mean(jnp.sum(kl_d, axis=(1, 2)))
     return kl_s, kl_d
 

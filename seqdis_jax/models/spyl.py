@@ -63,7 +63,6 @@ sg = jax.lax.stop_gradient
 
 VIEWS = ("predictive", "reparameterization", "code")
 NEGATIVES = ("farthest", "middle", "middle_farthest", "random")
-REDUCTIONS = ("sum", "mean")
 
 build = dsvae.build
 
@@ -73,7 +72,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     # Thirds of the batch (SPYL Alg. 1) need at least three sequences.
     c = dsvae.check_method_section(config, "spyl", batch_minimum=3)
     for field, allowed in (("views", VIEWS), ("negatives", NEGATIVES),
-                           ("reconstruction_reduction", REDUCTIONS)):
+                           ("reconstruction_reduction", dsvae.RECONSTRUCTION_REDUCTIONS)):
         if c[field] not in allowed:
             raise ValueError(f"config.spyl.{field} must be one of {allowed}, got {c[field]!r}.")
     if c.views_per_sequence < 1:
@@ -196,7 +195,7 @@ def loss_fn(
     out, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": model_rng})
     recon = dsvae.reconstruction_error(x, out["reconstruction"])  # per sequence
-    recon_scale = x.shape[0] if c.reconstruction_reduction == "sum" else 1
+    recon_scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)
     mi_s_x, mi_d_x, batch_stats = contrastive_terms(
         model, params, batch_stats, out, view_rng, config, train)

@@ -74,13 +74,21 @@ class _PosteriorStep(nn.Module):
     @nn.compact
     def __call__(self, carry, inputs):
         lstm_carry, d_prev = carry
-        feature_t, eps_t = inputs
-        lstm_carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm")(
+        # Optional per-step extras (DBSE): an offset subtracted from the LSTM output before the
+        # head, and a skip flag (the step's d is 0 and the LSTM carry is held).
+        feature_t, eps_t, offset_t, skip_t = (tuple(inputs) + (None, None))[:4]
+        new_carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm")(
             lstm_carry, jnp.concatenate([feature_t, d_prev.astype(feature_t.dtype)], axis=-1)
         )
+        if offset_t is not None:
+            h = h - offset_t.astype(h.dtype)  # DBSE eq. (8): h_t = h~_t - s~
         mean, logvar = GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
         d_t = mean + jnp.exp(0.5 * logvar) * eps_t
-        return (lstm_carry, d_t), (mean, logvar, d_t)
+        if skip_t is not None:
+            keep = lambda new, old: jnp.where(skip_t, old, new)
+            new_carry = jax.tree.map(keep, new_carry, lstm_carry)
+            mean, logvar, d_t = (jnp.where(skip_t, 0.0, a) for a in (mean, logvar, d_t))
+        return (new_carry, d_t), (mean, logvar, d_t)
 
 
 class DynamicPosterior(nn.Module):
@@ -89,6 +97,11 @@ class DynamicPosterior(nn.Module):
     A unidirectional LSTM scanned over time; the sample d_{t-1} is fed back as input at t,
     "a nested sampling procedure resembling that of the prior" (C-DSVAE Sec. 3.1).
     Returns per-step means, log-variances and reparameterised samples, each (B, T, dd).
+
+    Optional (DBSE, defaults leave the C-DSVAE posterior unchanged): `hidden_offset` (B, H) is
+    subtracted from the LSTM output of every step before the Gaussian head (the carry is not
+    changed; DBSE eq. 8); `skip` (T,) bool marks steps whose d_t is set to 0 (mean 0, logvar
+    0) with the LSTM carry held, so the next step reads d_{t-1} = 0 (DBSE eq. 4, d_a := 0).
     """
 
     dynamic_dim: int
@@ -96,8 +109,16 @@ class DynamicPosterior(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, features: Array, eps: Array) -> tuple[Array, Array, Array]:
-        batch = features.shape[0]
+    def __call__(self, features: Array, eps: Array, hidden_offset: Array | None = None,
+                 skip: Array | None = None) -> tuple[Array, Array, Array]:
+        batch, steps = features.shape[:2]
+        inputs = (features, eps)
+        if hidden_offset is not None or skip is not None:  # per-step copies for the scan
+            offset = None if hidden_offset is None else jnp.broadcast_to(
+                hidden_offset[:, None], (batch, steps, hidden_offset.shape[-1]))
+            skip = None if skip is None else jnp.broadcast_to(
+                jnp.asarray(skip, bool)[None, :, None], (batch, steps, 1))
+            inputs = (features, eps, offset, skip)
         scan = nn.scan(
             _PosteriorStep,
             variable_broadcast="params",
@@ -110,7 +131,7 @@ class DynamicPosterior(nn.Module):
             jax.random.PRNGKey(0), (batch, self.hidden_dim)
         )
         d_0 = jnp.zeros((batch, self.dynamic_dim), jnp.float32)
-        _, (mean, logvar, sample) = step((lstm_carry, d_0), (features, eps))
+        _, (mean, logvar, sample) = step((lstm_carry, d_0), inputs)
         return mean, logvar, sample
 
 
@@ -142,10 +163,13 @@ def _teacher_forced_step(step: _PriorStep, carries, d_prev):
     return step(carries, d_prev)
 
 
-def _ancestral_step(step: _PriorStep, carry, eps_t):
+def _ancestral_step(step: _PriorStep, carry, inputs):
     carries, d_prev = carry
+    eps_t, zero_t = inputs if isinstance(inputs, tuple) else (inputs, None)
     carries, (mean, logvar) = step(carries, d_prev)
     d_t = mean + jnp.exp(0.5 * logvar) * eps_t
+    if zero_t is not None:  # a clamped step: d_t := 0, and the next step is conditioned on it
+        mean, d_t = jnp.where(zero_t, 0.0, mean), jnp.where(zero_t, 0.0, d_t)
     return (carries, d_t), (mean, logvar, d_t)
 
 
@@ -155,7 +179,9 @@ class DynamicPrior(nn.Module):
     `__call__(d_posterior)` is the teacher-forced mode used in training: the input at step t
     is the posterior sample d_{t-1} (d_0 = 0), and gradients flow into d_posterior.
     `sample(batch, T)` is free-running ancestral sampling from the `'sample'` RNG stream; it
-    returns the means and the samples, as the authors' `sample_z` does.
+    returns the means and the samples, as the authors' `sample_z` does. `zero_steps` (T,) bool,
+    optional, clamps those steps' mean and sample to 0 inside the recursion, so the next step
+    is conditioned on d_t = 0 (DBSE's anchor, d_a := 0).
     """
 
     dynamic_dim: int
@@ -190,10 +216,39 @@ class DynamicPrior(nn.Module):
         )
         return mean, logvar
 
-    def sample(self, batch: int, num_steps: int) -> tuple[Array, Array]:
+    def sample(self, batch: int, num_steps: int, zero_steps: Array | None = None
+               ) -> tuple[Array, Array]:
         eps = jax.random.normal(self.make_rng("sample"), (batch, num_steps, self.dynamic_dim))
+        inputs = eps
+        if zero_steps is not None:
+            zero = jnp.asarray(zero_steps, bool)[None, :, None]
+            inputs = (eps, jnp.broadcast_to(zero, (batch, num_steps, 1)))
         d_0 = jnp.zeros((batch, self.dynamic_dim), jnp.float32)
         _, (mean, _, sample) = self._scan(_ancestral_step)(
-            self.step, (self._zero_carries(batch), d_0), eps
+            self.step, (self._zero_carries(batch), d_0), inputs
         )
         return mean, sample
+
+
+class BidirectionalDynamicPosterior(nn.Module):
+    """q(d_t | x_1:T) read per step from a stack of bidirectional LSTMs, no nested sampling:
+    the dynamic posterior of the DBSE authors' code (`nn.LSTM(g, dd, 2, bidirectional=True)`,
+    then Linear(2 dd -> dd) mean and log-variance heads on every output; `dbse_model.py`).
+
+    (B, T, F) -> per-step (mean, logvar), each (B, T, dd); the caller draws the samples.
+    """
+
+    dynamic_dim: int
+    hidden_dim: int
+    num_layers: int = 2
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, features: Array) -> tuple[Array, Array]:
+        h = features
+        cell = lambda name: nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=name)
+        for layer in range(self.num_layers):
+            forward = nn.RNN(cell(f"forward_lstm_{layer}"))
+            backward = nn.RNN(cell(f"backward_lstm_{layer}"))
+            h = jnp.concatenate([forward(h), backward(h, reverse=True, keep_order=True)], -1)
+        return GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)

@@ -1,0 +1,19 @@
+"""R-WAE(GAN) on moving shapes: experiments/rwae_shapes.py with the JS discriminator on s.
+
+Run:
+    python -m experiments.main --config=experiments/rwae_gan_shapes.py --workdir=runs/rwae_gan_shapes
+Variants: `:default` and `:smoke`, as experiments/rwae_shapes.py. The discriminator D_gamma is
+the MLP 256-256-128-1 without spectral normalisation, with the gradient penalty of eq. (24)
+(lambda = 10) on interpolates of prior and posterior samples.
+Measured: not yet.
+"""
+
+from __future__ import annotations
+
+from experiments import rwae_shapes
+
+VARIANTS = rwae_shapes.VARIANTS
+
+
+def get_config(arg: str | None = None):
+    return rwae_shapes.get_config(arg, divergence_static="gan")

@@ -1,0 +1,20 @@
+"""R-WAE(GAN) on Sprites: experiments/rwae_sprites.py with the JS discriminator on s.
+
+Prepare the data and train the judge once (see experiments/sprites.py), then:
+    python -m experiments.main --config=experiments/rwae_gan_sprites.py --workdir=runs/rwae_gan
+
+Variants `:default`, `:cpu`, `:smoke` as experiments/rwae_sprites.py; D_gamma is the MLP
+256-256-128-1 without spectral normalisation, with the gradient penalty of eq. (24)
+(lambda = 10) at interpolates of prior and posterior samples.
+Measured: not yet.
+"""
+
+from __future__ import annotations
+
+from experiments import rwae_sprites
+
+VARIANTS = rwae_sprites.VARIANTS
+
+
+def get_config(arg: str | None = None):
+    return rwae_sprites.get_config(arg, divergence_static="gan")

@@ -1,0 +1,338 @@
+"""R-WAE: the disentangled recurrent Wasserstein autoencoder (Han et al., ICLR 2021).
+
+The generative model and the posterior networks are DSVAE's (models/dsvae.py); what changes
+is the objective, eq. (9), and how it is optimised (App. G, Alg. 1-2):
+
+    sum_t E ||x_t - x^_t||^2  +  beta_1 D(Q_s, P_s)  +  beta_2 sum_t D(Q_{d_t|d<t}, P_{d_t|d<t})
+        + w_d sum_t KL[q(d_t|.) || p(d_t|d<t)]                 (App. D: "for stability")
+        + w_a KL[q(a|d_1:T) || Uniform(A)]                     (Sec. 3.4, weak supervision)
+
+* D on d_t (both variants; App. D eq. 21): the unbiased MMD with a mixture of RBF kernels
+  between the posterior samples d_t and samples of the learned prior p(d_t | d_<t), per step,
+  summed over t. The prior is teacher-forced on the posterior's d_<t, so the two samples of
+  step t share their histories: D compares the conditionals, as eq. (9) writes them, and the
+  estimator is the paired U-statistic (the (i, i) cross pairs are dependent and left out).
+* D on s, `rwae.divergence_static`:
+  - "mmd", R-WAE(MMD): the scaled MMD of App. D with a learned scalar feature map f_gamma
+    (MLP 256-256-128-1 with spectral normalisation), MMD_k(f(s~), f(s)) / (1 + 10 E_P ||grad
+    f(s)||^2), s ~ N(0, I). The encoder minimises it; f_gamma maximises it.
+  - "gan", R-WAE(GAN): a discriminator D_gamma (the same MLP) on s with the JS objective of
+    eq. (23), which the encoder minimises and D_gamma maximises minus the gradient penalty of
+    eq. (24) on interpolates between prior and posterior samples.
+* Alg. 1-2: each iteration updates the encoder and the critic L times (a fresh batch each)
+  and then the decoder and the prior once. Here every training step takes one batch and is
+  one jitted function; its phase is `step mod (L + 1)` (< L: encoder + critic, = L:
+  decoder + prior), chosen with `lax.cond`. Each group has its own Adam(0.5, 0.9) state and
+  learning rate (seqdis_jax/optim.py); the epoch schedule (x0.5 after 50 epochs, x0.2 more
+  after 80) is applied at the global step.
+* One backward pass serves both players: the model's loss sees the critic's parameters under
+  stop-gradient and the critic's loss sees the posterior samples under stop-gradient, so the
+  gradient of their sum is each player's own gradient.
+* Weak supervision (`rwae.num_actions` = A > 0, Sec. 3.4): q(a | d_1:T), an LSTM over the
+  motion codes, gives a relaxed one-hot a by Gumbel-softmax; the decoder reads (s, d_t, a).
+  To the evaluators a is part of the dynamic code: `d` is (d_t, a) (paper: z_t^R = (z_t^m, a)),
+  and `sample_dynamics` draws a from the uniform prior.
+
+Not reproduced: the ResBlock/self-attention encoder and decoder of App. G (Tables 5-8); this
+library's methods share the DCGAN-64 backbone (REFERENCE_FACTS.md section 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from seqdis_jax import estimators, optim
+from seqdis_jax.models.dsvae import DSVAE, kl_terms, reconstruction_error
+from seqdis_jax.nn.critic import LatentCritic
+from seqdis_jax.nn.gaussian import reparameterize
+from seqdis_jax.nn.recurrent import dense_init
+from seqdis_jax.nn.video import apply_updating_batch_stats
+
+Array = jax.Array
+
+DIVERGENCES = ("mmd", "gan")
+RECONSTRUCTIONS = ("l2", "bernoulli")
+# Parameter groups of Alg. 1-2, by top-level submodule; each has its own Adam.
+GROUPS = ("decoder", "encoder", "critic")
+_GROUP_OF = {"decoder": "decoder", "prior": "decoder", "critic": "critic"}
+
+
+def group_of(submodule: str) -> str:
+    """decoder + prior (p_theta, p_psi), critic (f_gamma / D_gamma), the rest: encoder (q_phi)."""
+    return _GROUP_OF.get(submodule, "encoder")
+
+
+class ActionPosterior(nn.Module):
+    """q(a | d_1:T) (Fig. 8c): an LSTM over the motion codes, logits of A actions from its
+    last state."""
+
+    num_actions: int
+    hidden_dim: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, d: Array) -> Array:
+        rnn = nn.RNN(nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm"))
+        (_, last), _ = rnn(d, return_carry=True)
+        logits = nn.Dense(self.num_actions, kernel_init=dense_init, dtype=self.dtype,
+                          name="logits")(last)
+        return logits.astype(jnp.float32)
+
+
+class RWAE(DSVAE):
+    """DSVAE's networks plus the latent critic on s (and the action posterior when A > 0).
+
+    `d` in every output is the decoder's dynamic input: d_t, or (d_t, a) with actions."""
+
+    critic_hidden: tuple[int, ...] = (256, 256, 128)
+    critic_spectral_norm: bool = True
+    num_actions: int = 0
+    gumbel_temperature: float = 0.67
+
+    def setup(self):
+        super().setup()
+        self.critic = LatentCritic(self.critic_hidden, self.critic_spectral_norm)
+        if self.num_actions:
+            self.action_posterior = ActionPosterior(self.num_actions, self.hidden_dim,
+                                                    self.dtype)
+
+    def posterior(self, features: Array) -> dict[str, Array]:
+        out = super().posterior(features)
+        if not self.num_actions:
+            return out
+        logits = self.action_posterior(out["d"])
+        a = estimators.gumbel_softmax(self.make_rng("sample"), logits, self.gumbel_temperature)
+        t = out["d"].shape[1]
+        over_time = lambda v: jnp.broadcast_to(v[:, None], (v.shape[0], t, v.shape[-1]))
+        return out | dict(
+            action_logits=logits,
+            d=jnp.concatenate([out["d"], over_time(a)], -1),
+            # For the evaluators the action part is a point mass at q(a)'s probabilities.
+            d_mean=jnp.concatenate([out["d_mean"], over_time(jax.nn.softmax(logits))], -1),
+            d_logvar=jnp.concatenate([out["d_logvar"], jnp.zeros_like(over_time(logits))], -1),
+        )
+
+    def reconstruct(self, posterior: dict[str, Array], train: bool = True) -> dict[str, Array]:
+        out = dict(posterior)
+        out["prior_mean"], out["prior_logvar"] = self.prior(out["d"][..., :self.dynamic_dim])
+        out["reconstruction"] = self.decode(out["s"], out["d"], train)
+        # One power iteration of the critic's spectral normalisation per training step.
+        self.critic(jax.lax.stop_gradient(out["s"]), update_stats=train)
+        return out
+
+    def critic_scores(self, s: Array) -> Array:
+        """f_gamma(s) or the discriminator logits D_gamma(s), (B,)."""
+        return self.critic(s, update_stats=False)
+
+    def sample_dynamics(self, batch: int, num_steps: int) -> tuple[Array, Array]:
+        means, samples = self.prior.sample(batch, num_steps)
+        if not self.num_actions:
+            return means, samples
+        action = jax.random.randint(self.make_rng("sample"), (batch,), 0, self.num_actions)
+        a = jnp.broadcast_to(jax.nn.one_hot(action, self.num_actions)[:, None],
+                             (batch, num_steps, self.num_actions))
+        return jnp.concatenate([means, a], -1), jnp.concatenate([samples, a], -1)
+
+
+def build(config: ml_collections.ConfigDict) -> RWAE:
+    m, r = config.model, config.rwae
+    return RWAE(
+        static_dim=m.static_dim,
+        dynamic_dim=m.dynamic_dim,
+        hidden_dim=m.hidden_dim,
+        feature_dim=m.feature_dim,
+        width=m.width,
+        prior_layers=m.prior_layers,
+        channels=config.data.channels,
+        dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
+        fast_conv_transpose=m.fast_conv_transpose,
+        critic_hidden=tuple(r.critic_hidden),
+        critic_spectral_norm=r.critic_spectral_norm,
+        num_actions=r.num_actions,
+        gumbel_temperature=r.gumbel_temperature,
+    )
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    if "rwae" not in config:
+        raise ValueError("config.method='rwae' needs a config.rwae section; build the config "
+                         "with experiments.base.add_rwae_fields(config).")
+    r = config.rwae
+    if r.divergence_static not in DIVERGENCES:
+        raise ValueError(f"config.rwae.divergence_static must be one of {DIVERGENCES}, got "
+                         f"{r.divergence_static!r}.")
+    if r.reconstruction not in RECONSTRUCTIONS:
+        raise ValueError(f"config.rwae.reconstruction must be one of {RECONSTRUCTIONS}, got "
+                         f"{r.reconstruction!r}.")
+    if int(r.critic_steps) < 1:
+        raise ValueError(f"config.rwae.critic_steps (L of Alg. 1-2) must be >= 1, got "
+                         f"{r.critic_steps}.")
+    if config.data.batch_size < 2:
+        raise ValueError("The unbiased MMD compares samples within a batch: "
+                         f"config.data.batch_size must be >= 2, got {config.data.batch_size}.")
+    if not r.kernel_bandwidths or min(r.kernel_bandwidths) <= 0:
+        raise ValueError(f"config.rwae.kernel_bandwidths must be positive, got "
+                         f"{r.kernel_bandwidths}.")
+    if r.num_actions < 0 or (r.num_actions and not r.gumbel_temperature > 0):
+        raise ValueError("config.rwae.num_actions must be >= 0 (0: no action variable) and "
+                         "config.rwae.gumbel_temperature > 0.")
+    if len(r.lr_decay_epochs) != len(r.lr_decay_factors):
+        raise ValueError("config.rwae.lr_decay_epochs and lr_decay_factors must have the same "
+                         f"length, got {r.lr_decay_epochs} and {r.lr_decay_factors}.")
+
+
+# ---------------------------------------------------------------------------------------
+# Optimisation (App. G): one Adam(0.5, 0.9) per group, phases by step.
+
+
+def group_transforms(config: ml_collections.ConfigDict) -> dict[str, optax.GradientTransformation]:
+    """Adam per group: decoder + prior at config.train.learning_rate, the encoder and the
+    critic at their own rates (Sprites: 3e-4, 1e-4, 1e-4)."""
+    t, r = config.train, config.rwae
+    rates = {"decoder": t.learning_rate, "encoder": r.encoder_learning_rate,
+             "critic": r.critic_learning_rate}
+
+    def adam(rate):
+        tx = optax.adam(rate, b1=t.adam_b1, b2=t.adam_b2)
+        return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), tx) \
+            if t.grad_clip_norm > 0 else tx
+
+    return {group: adam(rates[group]) for group in GROUPS}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return optim.partitioned(group_transforms(config), group_of)
+
+
+def learning_rate_decay(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Multiplier of every learning rate at a global step: x0.5 after 50 epochs, then x0.2
+    after 80 (App. G), an epoch being num_train / batch_size steps."""
+    r = config.rwae
+    steps_per_epoch = max(1, config.data.num_train // config.data.batch_size)
+    return optax.piecewise_constant_schedule(
+        1.0, {int(e * steps_per_epoch): f for e, f in zip(r.lr_decay_epochs, r.lr_decay_factors)})
+
+
+def encoder_phase(step: Array, config: ml_collections.ConfigDict) -> Array:
+    """True on the L encoder + critic steps of an iteration, False on its decoder step."""
+    return step % (config.rwae.critic_steps + 1) < config.rwae.critic_steps
+
+
+def train_update(model, tx, config, state, batch, rng):
+    """One step of Alg. 1-2 (called inside the jitted train step; see seqdis_jax/train.py)."""
+    del tx  # the same per-group transforms, stepped a group at a time
+    transforms = group_transforms(config)
+
+    def objective(params):
+        model_loss, critic_loss, metrics, batch_stats = objectives(
+            model, params, state.batch_stats, batch, rng, config, True)
+        return model_loss + critic_loss, (metrics, batch_stats)
+
+    (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
+    scale = learning_rate_decay(config)(state.step)
+
+    def step_groups(active):
+        return lambda: optim.update_groups(transforms, group_of, active, grads,
+                                           state.opt_state, state.params, scale)
+
+    params, opt_state = jax.lax.cond(encoder_phase(state.step, config),
+                                     step_groups(("encoder", "critic")),
+                                     step_groups(("decoder",)))
+    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
+    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state), metrics
+
+
+# ---------------------------------------------------------------------------------------
+# The objective.
+
+
+def _reconstruction(x: Array, x_hat: Array, kind: str) -> Array:
+    if kind == "l2":
+        return reconstruction_error(x, x_hat)
+    # Bernoulli log-likelihood of binary frames (SM-MNIST); the decoder outputs probabilities.
+    p = jnp.clip(x_hat, 1e-6, 1 - 1e-6)
+    bce = -(x * jnp.log(p) + (1 - x) * jnp.log1p(-p))
+    return jnp.mean(jnp.sum(bce.reshape(x.shape[0], -1), axis=-1))
+
+
+def _static_divergence(model, params, batch_stats, s_posterior, rng, config):
+    """(encoder's term, critic's loss, the divergence's value) for D(Q_s, P_s).
+
+    The encoder's term sees the critic under stop-gradient; the critic's loss sees the
+    posterior samples under stop-gradient."""
+    r = config.rwae
+    prior_rng, interpolation_rng = jax.random.split(rng)
+    s_prior = jax.random.normal(prior_rng, s_posterior.shape)
+
+    def critic(critic_params):
+        variables = {"params": {**params, "critic": critic_params}, "batch_stats": batch_stats}
+        return lambda s: model.apply(variables, s, method=RWAE.critic_scores)
+
+    trained, frozen = critic(params["critic"]), critic(jax.lax.stop_gradient(params["critic"]))
+    s_detached = jax.lax.stop_gradient(s_posterior)
+    per_sample = lambda f: (lambda z: f(z[None])[0])
+    if r.divergence_static == "mmd":
+        # Scaled MMD (App. D): the scale depends on f_gamma and the prior only.
+        gradient_sq = estimators.mean_gradient_sq_norm(per_sample(trained), s_prior)
+        encoder_term = estimators.scaled_mmd(frozen(s_posterior), frozen(s_prior),
+                                             jax.lax.stop_gradient(gradient_sq),
+                                             r.smmd_gradient_scale)
+        value = estimators.scaled_mmd(trained(s_detached), trained(s_prior), gradient_sq,
+                                      r.smmd_gradient_scale)
+        return encoder_term, -value, value
+    # JS GAN (eq. 23): D maximises E_p log D(s) + E_q log(1 - D(s~)); the encoder minimises
+    # its E_q log(1 - D(s~)). Gradient penalty (eq. 24) at interpolates of the two samples.
+    encoder_term = jnp.mean(jax.nn.log_sigmoid(-frozen(s_posterior)))
+    value = estimators.js_discriminator_objective(trained(s_prior), trained(s_detached))
+    s_hat = estimators.interpolates(interpolation_rng, s_prior, s_detached)
+    penalty = estimators.mean_gradient_sq_norm(per_sample(trained), s_hat)
+    return encoder_term, -value + r.gradient_penalty_weight * penalty, value
+
+
+def objectives(model, params, batch_stats, batch, rng, config, train=True):
+    """(model loss, critic loss, metrics, new batch_stats); see the module docstring."""
+    r = config.rwae
+    x = batch["video"]
+    model_rng, prior_rng, static_rng = jax.random.split(rng, 3)
+    out, new_batch_stats = apply_updating_batch_stats(
+        model, params, batch_stats, x, train, rngs={"sample": model_rng})
+    recon = _reconstruction(x, out["reconstruction"], r.reconstruction)
+
+    dd = config.model.dynamic_dim
+    motion = {k: out[k][..., :dd] for k in ("d", "d_mean", "d_logvar")}
+    kl_s, kl_d = kl_terms(out | motion)
+    # D on d_t: posterior samples against the teacher-forced prior's samples, per step. Sample
+    # i of both shares the history d_<t, so the pairs (i, i) are left out of the cross term.
+    d_prior = reparameterize(prior_rng, out["prior_mean"], out["prior_logvar"])
+    mmd_d = jnp.sum(estimators.mmd_unbiased_per_step(
+        motion["d"], d_prior, tuple(r.kernel_bandwidths), paired=True))
+    static_term, critic_loss, static_divergence = _static_divergence(
+        model, params, batch_stats, out["s"], static_rng, config)
+
+    loss = (recon + r.static_weight * static_term + r.dynamic_weight * mmd_d
+            + config.loss.kl_dynamic_weight * kl_d + config.loss.kl_static_weight * kl_s)
+    metrics = dict(reconstruction=recon, static_divergence=static_divergence,
+                   mmd_dynamic=mmd_d, kl_dynamic=kl_d, kl_static=kl_s, critic_loss=critic_loss)
+    if model.num_actions:
+        kl_a = jnp.mean(estimators.categorical_kl_uniform(out["action_logits"]))
+        loss = loss + r.action_kl_weight * kl_a
+        metrics["kl_action"] = kl_a
+    metrics["loss"] = loss
+    return loss, critic_loss, metrics, new_batch_stats
+
+
+def loss_fn(model, params, batch_stats, batch, rng, config, train=True, step=None):
+    """The model's loss, eq. (9) (the evaluators' and tests' entry point; training uses
+    `train_update`, which also steps the critic)."""
+    del step
+    loss, _, metrics, batch_stats = objectives(model, params, batch_stats, batch, rng, config,
+                                               train)
+    return loss, (metrics, batch_stats)
