@@ -1,7 +1,7 @@
 """R-WAE(GAN) on moving shapes: experiments/rwae_shapes.py with the JS discriminator on s.
 
 Run:
-    python -m experiments.main --config=experiments/rwae_gan_shapes.py --workdir=runs/rwae_gan_shapes
+    python -m experiments.main --config=experiments/rwae_gan_shapes.py --workdir=runs/rwae_gan
 Variants: `:default` and `:smoke`, as experiments/rwae_shapes.py. The discriminator D_gamma is
 the MLP 256-256-128-1 without spectral normalisation, with the gradient penalty of eq. (24)
 (lambda = 10) on interpolates of prior and posterior samples.
