@@ -24,7 +24,8 @@ from seqdis_jax import estimators
 from seqdis_jax import metrics as metrics_lib
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import eval_batches
-from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal
+from seqdis_jax.models.dsvae import dynamic_kl_per_sequence
+from seqdis_jax.nn.gaussian import kl_standard_normal
 
 Array = jax.Array
 
@@ -177,14 +178,11 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
         out = model.apply(variables, video, False, rngs={"sample": rng})
         x_mean = model.apply(variables, out["s_mean"], out["d_mean"], False, method=model.decode)
         sq = lambda y: jnp.sum(jnp.square(y - video).reshape(video.shape[0], -1), axis=-1)
-        kl_d = kl_diag_gaussians(
-            out["d_mean"], out["d_logvar"], out["prior_mean"], out["prior_logvar"]
-        )
         return dict(
             reconstruction=sq(out["reconstruction"]),
             reconstruction_from_means=sq(x_mean),
             kl_static=jnp.sum(kl_standard_normal(out["s_mean"], out["s_logvar"]), axis=-1),
-            kl_dynamic=jnp.sum(kl_d, axis=(1, 2)),
+            kl_dynamic=dynamic_kl_per_sequence(out),
         )
 
     totals: dict[str, float] = {}

@@ -116,7 +116,10 @@ class DBSE(dsvae.DSVAE):
                 features, eps,
                 hidden_offset=s_tilde if self.subtraction == "hidden" else None,  # eq. (8)
                 skip=jnp.arange(t) == a)  # d_a := 0, eq. (4)
-        return dict(s_mean=s_mean, s_logvar=s_logvar, s=s, d_mean=d_mean, d_logvar=d_logvar, d=d)
+        # Eq. (6): the dynamic KL over t != a; under `features` d_a is a latent and counted.
+        kl_mask = jnp.ones((t,)) if self.subtraction == "features" else (jnp.arange(t) != a)
+        return dict(s_mean=s_mean, s_logvar=s_logvar, s=s, d_mean=d_mean, d_logvar=d_logvar, d=d,
+                    dynamic_kl_mask=kl_mask.astype(jnp.float32))
 
     def sample_dynamics(self, batch: int, num_steps: int) -> tuple[Array, Array]:
         """Free-running prior (means, samples) of d_1:T with d_a clamped to 0 inside the
@@ -177,9 +180,7 @@ def loss_fn(
     recon_anchor = dsvae.reconstruction_error(x[:, a], x_hat[:, a])
     alpha = c.anchor_weight if c.first_frame_loss else 0.0
     scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
-    # Eq. (6): the dynamic KL over t != a; under `features` d_a is a latent and counted.
-    mask = None if c.subtraction == "features" else (jnp.arange(steps) != a).astype(jnp.float32)
-    kl_s, kl_d = dsvae.kl_terms(out, dynamic_mask=mask)
+    kl_s, kl_d = dsvae.kl_terms(out)  # eq. (6), the anchor masked by the posterior's output
     loss = (scale * (recon + alpha * recon_anchor) + config.loss.kl_static_weight * kl_s
             + config.loss.kl_dynamic_weight * kl_d)
     metrics = dict(loss=loss, reconstruction=recon, reconstruction_anchor=recon_anchor,

@@ -173,16 +173,24 @@ def reconstruction_scale(reduction: str, batch_size: int) -> int:
     return batch_size if reduction == "sum" else 1
 
 
-def kl_terms(out: dict[str, Array], dynamic_mask: Array | None = None) -> tuple[Array, Array]:
-    """Closed-form KL of s against N(0, I) and of d_1:T against the teacher-forced prior,
-    summed over dimensions (and time), averaged over the batch. `dynamic_mask` (T,), optional,
-    weighs the time steps of the dynamic KL (DBSE leaves out its anchor step)."""
+def dynamic_kl_per_sequence(out: dict[str, Array]) -> Array:
+    """Closed-form sum_t KL[q(d_t | .) || p(d_t | d_<t)] per sequence, (B,), against the
+    teacher-forced prior. Only the prior's dimensions of d are compared (R-WAE's weakly
+    supervised d carries its action code after them), and the time steps are weighed by
+    `out["dynamic_kl_mask"]` (T,) when the model gives one (DBSE leaves out its anchor)."""
+    dims = out["prior_mean"].shape[-1]
+    kl_d = kl_diag_gaussians(out["d_mean"][..., :dims], out["d_logvar"][..., :dims],
+                             out["prior_mean"], out["prior_logvar"])
+    if "dynamic_kl_mask" in out:
+        kl_d = kl_d * out["dynamic_kl_mask"][:, None]
+    return jnp.sum(kl_d, axis=(1, 2))
+
+
+def kl_terms(out: dict[str, Array]) -> tuple[Array, Array]:
+    """Closed-form KL of s against N(0, I) and of d_1:T against the teacher-forced prior
+    (`dynamic_kl_per_sequence`), summed over dimensions (and time), averaged over the batch."""
     kl_s = jnp.mean(jnp.sum(kl_standard_normal(out["s_mean"], out["s_logvar"]), axis=-1))
-    kl_d = kl_diag_gaussians(out["d_mean"], out["d_logvar"], out["prior_mean"], out["prior_logvar"])
-    if dynamic_mask is not None:
-        kl_d = kl_d * dynamic_mask[:, None]
-    kl_d = jnp.mean(jnp.sum(kl_d, axis=(1, 2)))
-    return kl_s, kl_d
+    return kl_s, jnp.mean(dynamic_kl_per_sequence(out))
 
 
 def loss_fn(

@@ -48,6 +48,7 @@ import ml_collections
 import optax
 
 from seqdis_jax import estimators, optim
+from seqdis_jax.models import dsvae
 from seqdis_jax.models.dsvae import DSVAE, kl_terms, reconstruction_error
 from seqdis_jax.nn.critic import LatentCritic
 from seqdis_jax.nn.gaussian import reparameterize
@@ -141,22 +142,10 @@ class RWAE(DSVAE):
 
 
 def build(config: ml_collections.ConfigDict) -> RWAE:
-    m, r = config.model, config.rwae
-    return RWAE(
-        static_dim=m.static_dim,
-        dynamic_dim=m.dynamic_dim,
-        hidden_dim=m.hidden_dim,
-        feature_dim=m.feature_dim,
-        width=m.width,
-        prior_layers=m.prior_layers,
-        channels=config.data.channels,
-        dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
-        fast_conv_transpose=m.fast_conv_transpose,
-        critic_hidden=tuple(r.critic_hidden),
-        critic_spectral_norm=r.critic_spectral_norm,
-        num_actions=r.num_actions,
-        gumbel_temperature=r.gumbel_temperature,
-    )
+    r = config.rwae
+    return dsvae.build(config, RWAE, critic_hidden=tuple(r.critic_hidden),
+                       critic_spectral_norm=r.critic_spectral_norm, num_actions=r.num_actions,
+                       gumbel_temperature=r.gumbel_temperature)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -307,13 +296,13 @@ def objectives(model, params, batch_stats, batch, rng, config, train=True):
     recon = _reconstruction(x, out["reconstruction"], r.reconstruction)
 
     dd = config.model.dynamic_dim
-    motion = {k: out[k][..., :dd] for k in ("d", "d_mean", "d_logvar")}
-    kl_s, kl_d = kl_terms(out | motion)
+    motion_d = out["d"][..., :dd]  # without the action code
+    kl_s, kl_d = kl_terms(out)
     # D on d_t: posterior samples against the teacher-forced prior's samples, per step. Sample
     # i of both shares the history d_<t, so the pairs (i, i) are left out of the cross term.
     d_prior = reparameterize(prior_rng, out["prior_mean"], out["prior_logvar"])
     mmd_d = jnp.sum(estimators.mmd_unbiased_per_step(
-        motion["d"], d_prior, tuple(r.kernel_bandwidths), paired=True))
+        motion_d, d_prior, tuple(r.kernel_bandwidths), paired=True))
     static_term, critic_loss, static_divergence = _static_divergence(
         model, params, batch_stats, out["s"], static_rng, config)
 
