@@ -8,7 +8,8 @@ beta_1 = 10, beta_2 = 60 and L = 5 as the paper's Sprites run (App. G); Adam(0.5
 Quickstart's 2e-3 for the decoder and prior and a third of it for the encoder and the critic
 (the paper's 3:1 ratio); the KL stabiliser on d at the Quickstart's 0.1. With L = 5 the
 decoder is stepped on one batch in six: 233 of the 1400 steps.
-Measured: not yet.
+Measured (2 CPU cores): 1400 steps in 135 s; test reconstruction 1494; fix d and sample s keeps
+the judged motion 45.4 % (DSVAE 96.8 %); docs/results.md ("DBSE and R-WAE").
 """
 
 from __future__ import annotations
