@@ -1,49 +1,20 @@
 """C-DSVAE and SPYL: single-trace jitted steps with finite gradients, training lowers the loss,
 SPYL's stop-gradients and warm-up, and the configs' switches are checked."""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from method_testing import setup, smoke_config, train_on_fixed_batch
 
 from experiments import cdsvae_shapes, spyl_shapes
-from seqdis_jax import configuration, models, train
+from seqdis_jax import configuration
 from seqdis_jax.configuration import UserInputError
-from seqdis_jax.data import shapes
 from seqdis_jax.models import spyl
 
 
 def _config(module, **overrides):
-    config = module.get_config("smoke")
-    config.data.batch_size = 6
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        config[section][field] = value
-    configuration.validate(config)
-    return config
-
-
-def _setup(config):
-    method = models.get_method(config.method)
-    model = method.build(config)
-    tx = train.make_optimizer(config)
-    video = shapes.generate(config.data.batch_size, seed=3)["video"]
-    state = train.create_train_state(model, tx, jnp.zeros(video.shape, jnp.float32),
-                                     jax.random.PRNGKey(0))
-    return method, model, tx, {"video": video}, state
-
-
-def _train(config, steps):
-    method, model, tx, batch, state = _setup(config)
-    chex.clear_trace_counter()
-    step = train.make_train_step(method, model, tx, config, max_traces=1)
-    history = []
-    for i in range(steps):
-        state, metrics = step(state, batch, jax.random.PRNGKey(i))
-        history.append(jax.device_get(metrics))
-    assert step._cache_size() == 1  # one executable for every step
-    return history
+    return smoke_config(module, 6, **overrides)
 
 
 @pytest.mark.parametrize("module,overrides", [
@@ -52,7 +23,7 @@ def _train(config, steps):
 ], ids=["cdsvae", "spyl_predictive"])
 def test_training_lowers_the_loss_with_one_trace(module, overrides):
     config = _config(module, train__learning_rate=3e-3, **overrides)
-    history = _train(config, 25)
+    history = train_on_fixed_batch(config, 25)
     losses = [float(h["loss"]) for h in history]
     assert np.isfinite(losses).all()
     assert all(np.isfinite(float(h["grad_norm"])) for h in history)
@@ -69,7 +40,7 @@ def test_training_lowers_the_loss_with_one_trace(module, overrides):
                    "spyl__contrastive_warmup_steps": 1}),
 ], ids=["cdsvae_joint_bn", "cdsvae_no_motion", "spyl_reparameterization", "spyl_code_bank"])
 def test_variants_are_single_jitted_steps_with_finite_gradients(module, overrides):
-    history = _train(_config(module, **overrides), 2)
+    history = train_on_fixed_batch(_config(module, **overrides), 2)
     for h in history:
         assert all(np.isfinite(float(v)) for v in h.values()), h
     if overrides.get("cdsvae__motion_augmentation") is False:
@@ -77,7 +48,7 @@ def test_variants_are_single_jitted_steps_with_finite_gradients(module, override
 
 
 def _contrastive_gradients(config):
-    method, model, _, batch, state = _setup(config)
+    method, model, _, batch, state = setup(config)
     x = batch["video"].astype(np.float32) / 255.0
 
     def objective(params):
@@ -106,7 +77,7 @@ def test_predictive_views_train_the_encoder_not_the_decoder_or_prior():
 
 def test_warmup_switches_the_contrastive_terms_on_at_the_given_step():
     config = _config(spyl_shapes, spyl__contrastive_warmup_steps=10)
-    method, model, _, batch, state = _setup(config)
+    method, model, _, batch, state = setup(config)
     x = {"video": batch["video"].astype(np.float32) / 255.0}
     loss_at = lambda step: method.loss_fn(model, state.params, state.batch_stats, x,
                                           jax.random.PRNGKey(5), config, True,
@@ -126,7 +97,7 @@ def test_warmup_switches_the_contrastive_terms_on_at_the_given_step():
 
 def test_batch_summed_reconstruction_scales_by_the_batch():
     config = _config(spyl_shapes)
-    method, model, _, batch, state = _setup(config)
+    method, model, _, batch, state = setup(config)
     x = {"video": batch["video"].astype(np.float32) / 255.0}
     losses = {}
     for reduction in ("sum", "mean"):

@@ -2,14 +2,14 @@
 authors' feature-subtraction variant, the loss of eqs. (5)-(7) against numpy, single-trace
 training, and the config checks."""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from method_testing import smoke_config, train_on_fixed_batch
 
 from experiments import dbse_shapes
-from seqdis_jax import configuration, models, train
+from seqdis_jax import configuration
 from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import shapes
 from seqdis_jax.models import dbse
@@ -22,13 +22,7 @@ RNG = jax.random.PRNGKey(7)
 
 
 def _config(**overrides):
-    config = dbse_shapes.get_config("smoke")
-    config.data.batch_size = BATCH
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        config[section][field] = value
-    configuration.validate(config)
-    return config
+    return smoke_config(dbse_shapes, BATCH, **overrides)
 
 
 _VARIABLES = {}
@@ -211,28 +205,12 @@ def test_loss_matches_numpy_and_each_switch_changes_exactly_its_term():
                                rtol=1e-4)
 
 
-def _train(config, steps):
-    method = models.get_method(config.method)
-    model = method.build(config)
-    tx = train.make_optimizer(config)
-    state = train.create_train_state(model, tx, jnp.zeros(VIDEO.shape, jnp.float32),
-                                     jax.random.PRNGKey(0))
-    chex.clear_trace_counter()
-    step = train.make_train_step(method, model, tx, config, max_traces=1)
-    history = []
-    for i in range(steps):
-        state, metrics = step(state, {"video": VIDEO}, jax.random.PRNGKey(i))
-        history.append(jax.device_get(metrics))
-    assert step._cache_size() == 1  # one executable for every step
-    return history
-
-
 @pytest.mark.parametrize("overrides", [
     {},
     {"dbse__subtraction": "features", "dbse__sequence_reconstruction": "all"},
 ], ids=["paper", "features"])
 def test_training_lowers_the_loss_with_one_trace(overrides):
-    history = _train(_config(train__learning_rate=3e-3, **overrides), 25)
+    history = train_on_fixed_batch(_config(train__learning_rate=3e-3, **overrides), 25)
     losses = [float(h["loss"]) for h in history]
     assert np.isfinite(losses).all()
     assert all(np.isfinite(float(h["grad_norm"])) and float(h["grad_norm"]) > 0 for h in history)

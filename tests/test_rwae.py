@@ -7,32 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from method_testing import setup, smoke_config, train_on_fixed_batch
 
 from experiments import rwae_gan_shapes, rwae_shapes
-from seqdis_jax import configuration, models, optim, train
+from seqdis_jax import configuration, optim, train
 from seqdis_jax.configuration import UserInputError
-from seqdis_jax.data import shapes
 from seqdis_jax.models import rwae
 
 
 def _config(module=rwae_shapes, **overrides):
-    config = module.get_config("smoke")
-    config.data.batch_size = 6
-    for key, value in overrides.items():
-        section, field = key.split("__")
-        config[section][field] = value
-    configuration.validate(config)
-    return config
-
-
-def _setup(config):
-    method = models.get_method(config.method)
-    model = method.build(config)
-    tx = train.make_optimizer(config, method)
-    video = shapes.generate(config.data.batch_size, seed=3)["video"]
-    state = train.create_train_state(model, tx, jnp.zeros(video.shape, jnp.float32),
-                                     jax.random.PRNGKey(0))
-    return method, model, tx, {"video": video}, state
+    return smoke_config(module, 6, **overrides)
 
 
 def _groups(tree):
@@ -52,14 +36,7 @@ def _changed(before, after):
 def test_training_lowers_the_loss_with_one_trace(module, overrides):
     config = _config(module, train__learning_rate=3e-3, rwae__encoder_learning_rate=3e-3,
                      rwae__critic_learning_rate=1e-3, **overrides)
-    method, model, tx, batch, state = _setup(config)
-    chex.clear_trace_counter()
-    step = train.make_train_step(method, model, tx, config, max_traces=1)
-    history = []
-    for i in range(48):  # 8 iterations of Alg. 1-2 (L = 5): 8 decoder steps
-        state, metrics = step(state, batch, jax.random.PRNGKey(i))
-        history.append(jax.device_get(metrics))
-    assert step._cache_size() == 1
+    history = train_on_fixed_batch(config, 48)  # 8 iterations of Alg. 1-2 (L = 5)
     losses = np.array([float(h["loss"]) for h in history])
     assert np.isfinite(losses).all()
     assert all(np.isfinite(float(h["grad_norm"])) for h in history)
@@ -69,7 +46,7 @@ def test_training_lowers_the_loss_with_one_trace(module, overrides):
 @pytest.mark.parametrize("module", [rwae_shapes, rwae_gan_shapes], ids=["mmd", "gan"])
 def test_phases_step_exactly_their_groups(module):
     config = _config(module)
-    method, model, tx, batch, state = _setup(config)
+    method, model, tx, batch, state = setup(config)
     step = train.make_train_step(method, model, tx, config)
     L = config.rwae.critic_steps
     for i in range(L + 1):
@@ -90,7 +67,7 @@ def test_one_backward_pass_gives_each_player_its_own_gradient(module):
     """grad(model loss + critic loss) = (grad of the model loss for the encoder and decoder,
     -grad of the divergence (plus the GAN's penalty) for the critic)."""
     config = _config(module)
-    _, model, _, batch, state = _setup(config)
+    _, model, _, batch, state = setup(config)
     batch = train.to_model_batch(batch, config.data.pixel_scale)
     rng = jax.random.PRNGKey(7)
 
@@ -121,7 +98,7 @@ def test_learning_rates_decay_by_epochs_at_the_global_step():
 
 def test_weak_supervision_appends_a_relaxed_action_to_the_dynamic_code():
     config = _config(rwae__num_actions=3)
-    _, model, _, batch, state = _setup(config)
+    _, model, _, batch, state = setup(config)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     x = train.to_model_batch(batch, config.data.pixel_scale)["video"]
     out = model.apply(variables, x, False, rngs={"sample": jax.random.PRNGKey(1)},

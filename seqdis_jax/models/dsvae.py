@@ -84,7 +84,9 @@ class DSVAE(nn.Module):
     def reconstruct(self, posterior: dict[str, Array], train: bool = True) -> dict[str, Array]:
         """Adds the teacher-forced prior of the posterior's d_1:T and the decoded frames."""
         out = dict(posterior)
-        out["prior_mean"], out["prior_logvar"] = self.prior(out["d"])
+        # The prior models d's first dynamic_dim dimensions (R-WAE's weakly supervised d
+        # carries its action code after them).
+        out["prior_mean"], out["prior_logvar"] = self.prior(out["d"][..., :self.dynamic_dim])
         out["reconstruction"] = self.decode(out["s"], out["d"], train)
         return out
 

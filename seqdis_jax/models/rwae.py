@@ -120,9 +120,7 @@ class RWAE(DSVAE):
         )
 
     def reconstruct(self, posterior: dict[str, Array], train: bool = True) -> dict[str, Array]:
-        out = dict(posterior)
-        out["prior_mean"], out["prior_logvar"] = self.prior(out["d"][..., :self.dynamic_dim])
-        out["reconstruction"] = self.decode(out["s"], out["d"], train)
+        out = super().reconstruct(posterior, train)
         # One power iteration of the critic's spectral normalisation per training step.
         self.critic(jax.lax.stop_gradient(out["s"]), update_stats=train)
         return out

@@ -1,0 +1,44 @@
+"""Shared by the method tests: a smoke config with overrides, an initialised train state on a
+fixed shapes batch, and single-trace training on that batch."""
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from seqdis_jax import configuration, models, train
+from seqdis_jax.data import shapes
+
+
+def smoke_config(module, batch_size, **overrides):
+    """`module`'s `:smoke` config at `batch_size`; overrides as section__field=value."""
+    config = module.get_config("smoke")
+    config.data.batch_size = batch_size
+    for key, value in overrides.items():
+        section, field = key.split("__")
+        config[section][field] = value
+    configuration.validate(config)
+    return config
+
+
+def setup(config):
+    """(method, model, tx, fixed batch, initial state) for `config`."""
+    method = models.get_method(config.method)
+    model = method.build(config)
+    tx = train.make_optimizer(config, method)
+    video = shapes.generate(config.data.batch_size, seed=3)["video"]
+    state = train.create_train_state(model, tx, jnp.zeros(video.shape, jnp.float32),
+                                     jax.random.PRNGKey(0))
+    return method, model, tx, {"video": video}, state
+
+
+def train_on_fixed_batch(config, steps):
+    """The jitted step `steps` times on one batch; asserts one trace; the metrics per step."""
+    method, model, tx, batch, state = setup(config)
+    chex.clear_trace_counter()
+    step = train.make_train_step(method, model, tx, config, max_traces=1)
+    history = []
+    for i in range(steps):
+        state, metrics = step(state, batch, jax.random.PRNGKey(i))
+        history.append(jax.device_get(metrics))
+    assert step._cache_size() == 1  # one executable for every step
+    return history
