@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from PIL import Image
 
+from data_prep.common import InputError, Progress, run_converter
 from seqdis_jax.data import array_record, sprites
 
 # Bump whenever composition, frame rules, split or the record layout change: the fingerprint
@@ -66,10 +65,6 @@ _DATA_DIR = flags.DEFINE_string(
 _CHARACTERS = flags.DEFINE_integer(
     "characters", None, "Build only this many characters, as dataset sprites_subset_<N>."
 )
-
-
-class InputError(Exception):
-    """A problem with the user's inputs: reported as one line, exit status 2."""
 
 
 def default_cache_dir() -> str:
@@ -124,32 +119,8 @@ def features() -> dict[str, array_record.Feature]:
     return out
 
 
-class _Progress:
-    """Prints ``done/total characters`` with an ETA to stderr, at most every few seconds."""
-
-    def __init__(self, total: int, label: str, every_s: float = 5.0):
-        self.total, self.label, self.every_s = total, label, every_s
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def update(self) -> None:
-        self.done += 1
-        now = time.monotonic()
-        if 1 < self.done < self.total and now - self.last < self.every_s:
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        print(
-            f"{self.label}: {self.done}/{self.total} characters, {elapsed:.0f} s elapsed, "
-            f"ETA {eta:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def _records(
-    sheets: Mapping[str, Image.Image], characters: np.ndarray, progress: _Progress
+    sheets: Mapping[str, Image.Image], characters: np.ndarray, progress: Progress
 ) -> Iterator[dict[str, np.ndarray]]:
     """The 9 sequences of each character in turn (composited once per character)."""
     for c in characters:
@@ -184,7 +155,7 @@ def prepare(source_dir: str, data_dir: str, num_characters: int | None = None) -
     expected = {split: len(ids) * len(sprites.MOTIONS) for split, ids in characters.items()}
     if name == sprites.TFDS_NAME:  # the published sizes of the benchmark
         assert expected == {"train": 9000, "test": 2664}, expected
-    progress = _Progress(len(train) + len(test), name)
+    progress = Progress(len(train) + len(test), name, "characters")
     array_record.write_dataset(
         name,
         data_dir,
@@ -212,12 +183,8 @@ def prepare(source_dir: str, data_dir: str, num_characters: int | None = None) -
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)  # TFDS logs every step of a build at INFO
-    import tensorflow_datasets as tfds
 
-    tfds.disable_progress_bar()  # _Progress reports per character instead
-    data_dir = os.path.expanduser(_DATA_DIR.value or array_record.default_data_dir())
-    try:
+    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
         if _SOURCE_DIR.value and _DOWNLOAD.value:
             raise InputError("pass either --source_dir or --download, not both")
         if _SOURCE_DIR.value:
@@ -231,15 +198,9 @@ def main(argv: list[str]) -> None:
                 "--source_dir=<path to the LPC sheets> is required (a copy of "
                 "github.com/YingzhenLi/Sprites), or pass --download to fetch them"
             )
-        start = time.monotonic()
-        path, written = prepare(source_dir, data_dir, _CHARACTERS.value)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    if written:
-        print(f"wrote {path} in {time.monotonic() - start:.1f} s")
-    else:
-        print(f"skipped: {path} is already prepared from the same sheets and protocol")
+        return prepare(source_dir, data_dir, _CHARACTERS.value)
+
+    run_converter(prepare_from_flags, _DATA_DIR.value)
 
 
 if __name__ == "__main__":

@@ -64,15 +64,18 @@ def run(config, workdir: str, mode: str) -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
     from seqdis_jax import configuration, train
+    from seqdis_jax.data import registry
 
     if mode == "judge":
         configuration.validate(config)
+        registry.load(config.data, "test")  # unprepared data: one message with the command
         _prepare_workdir(config.judge.workdir, "train")
         return train.train_judge(config)
     if not workdir:
         raise configuration.UserInputError(f"--mode={mode} needs --workdir=DIR.")
     workdir = _prepare_workdir(workdir, mode)
     configuration.validate(config)
+    registry.load(config.data, "test")  # before anything is written to the workdir
     configuration.check_workdir_compatible(config, workdir)
     if mode == "eval":
         return train.evaluate_checkpoint(config, workdir)
@@ -86,13 +89,15 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     configure_jax()
     from seqdis_jax.configuration import UserInputError
+    from seqdis_jax.data.registry import NotPreparedError
     from seqdis_jax.evaluate import MissingLabelError
     from seqdis_jax.judge import JudgeMismatchError
     from seqdis_jax.train import MissingCheckpointError
 
     try:
         results = run(_CONFIG.value, _WORKDIR.value, _MODE.value)
-    except (UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError) as e:
+    except (UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError,
+            NotPreparedError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     logging.info("Results: %s", results)

@@ -1,13 +1,24 @@
-"""Dataset registry: `load(data_config, split)` -> a `Dataset` (source + label metadata)."""
+"""Dataset registry: `load(data_config, split)` -> a `Dataset` (source + label metadata).
+
+Two kinds of datasets:
+
+* generated in memory from a seed (shapes) or from small source files on the fly (SM-MNIST);
+* prepared once by a `python -m data_prep.<name>` converter into a TFDS array_record dataset
+  under ``config.data_dir`` (Sprites, MUG, Jester, Letters). Their module in `seqdis_jax.data`
+  defines a `PreparedSpec` named ``SPEC``; the module is imported only when the dataset is used.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from seqdis_jax.data import array_record, shapes, sprites
+from seqdis_jax.data import array_record, shapes
 from seqdis_jax.data.pipeline import InMemorySource
+
+NotPreparedError = array_record.NotPreparedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +30,50 @@ class Dataset:
     static_factors: tuple[str, ...]
     dynamic_factors: tuple[str, ...]
     num_classes: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedSpec:
+    """What the registry needs to know about a dataset written by a data_prep converter."""
+
+    tfds_name: str  # the full dataset's TFDS name (config.data.tfds_name may pick another build)
+    video_shape: tuple[int, ...]  # (T, H, W, C) of the full dataset
+    static_factors: tuple[str, ...]
+    dynamic_factors: tuple[str, ...]
+    num_classes: Mapping[str, int]
+    # The converter's command line without --data_dir, e.g.
+    # "python -m data_prep.mug --source_dir=<the MUG release's subjects3 folder>".
+    prepare_command: str
+    # Builds named "<tfds_name>_subset_<n>" come from `prepare_command --<subset_flag>=<n>`.
+    subset_flag: str | None = None
+
+    def prepare_hint(self, name: str, data_dir: str) -> str:
+        command = f"{self.prepare_command} --data_dir={data_dir}"
+        subset = name.removeprefix(f"{self.tfds_name}_subset_")
+        if self.subset_flag and subset != name:
+            command += f" --{self.subset_flag}={subset}"
+        return command
+
+
+def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
+    """Split `split` of the build `config.tfds_name` (default: the full dataset) prepared in
+    `config.data_dir` (default $TFDS_DATA_DIR, else ~/tensorflow_datasets). When it is not
+    prepared, the `NotPreparedError` names the exact command that prepares it."""
+    data_dir = config.get("data_dir", None) or array_record.default_data_dir()
+    name = config.get("tfds_name", None) or spec.tfds_name
+    try:
+        source = array_record.load_split(name, data_dir, split)
+    except NotPreparedError as e:
+        raise NotPreparedError(
+            f"{e}. Prepare it with: {spec.prepare_hint(name, data_dir)}") from None
+    video = source.info.features["video"]
+    return Dataset(
+        source=source,
+        video_shape=tuple(int(s) for s in video.shape),  # a build may differ from the spec's
+        static_factors=tuple(spec.static_factors),
+        dynamic_factors=tuple(spec.dynamic_factors),
+        num_classes=dict(spec.num_classes),
+    )
 
 
 def _load_shapes(config: Any, split: str) -> Dataset:
@@ -34,33 +89,32 @@ def _load_shapes(config: Any, split: str) -> Dataset:
     )
 
 
-def _load_sprites(config: Any, split: str) -> Dataset:
-    """Sprites (DSVAE) as prepared by `python -m data_prep.sprites` in `config.data_dir`
-    (default $TFDS_DATA_DIR, else ~/tensorflow_datasets); `config.tfds_name` picks a subset
-    build such as ``sprites_subset_20``."""
-    data_dir = config.get("data_dir", None) or array_record.default_data_dir()
-    name = config.get("tfds_name", None) or sprites.TFDS_NAME
-    try:
-        source = array_record.load_split(name, data_dir, split)
-    except array_record.NotPreparedError as e:
-        subset = name.removeprefix(f"{sprites.TFDS_NAME}_subset_")
-        characters = f" --characters={subset}" if subset != name else ""
-        raise array_record.NotPreparedError(
-            f"{e}. Prepare it with: python -m data_prep.sprites "
-            f"--source_dir=<path to the LPC sheets> --data_dir={data_dir}{characters}"
-        ) from None
-    return Dataset(
-        source=source,
-        video_shape=(sprites.NUM_FRAMES, sprites.CELL, sprites.CELL, 3),
-        static_factors=sprites.STATIC_FACTORS,
-        dynamic_factors=sprites.DYNAMIC_FACTORS,
-        num_classes=dict(sprites.NUM_CLASSES),
-    )
+def _prepared(module_name: str) -> Callable[[Any, str], Dataset]:
+    """The loader of a prepared dataset whose module defines ``SPEC`` (imported lazily)."""
+
+    def load_split(config: Any, split: str) -> Dataset:
+        spec = importlib.import_module(f"seqdis_jax.data.{module_name}").SPEC
+        return load_prepared(spec, config, split)
+
+    return load_split
+
+
+def _generated(module_name: str) -> Callable[[Any, str], Dataset]:
+    """The loader of a dataset whose module generates it: ``module.load(config, split)``."""
+
+    def load_split(config: Any, split: str) -> Dataset:
+        return importlib.import_module(f"seqdis_jax.data.{module_name}").load(config, split)
+
+    return load_split
 
 
 DATASETS: dict[str, Callable[[Any, str], Dataset]] = {
     "shapes": _load_shapes,
-    "sprites": _load_sprites,
+    "sprites": _prepared("sprites"),
+    "mug": _prepared("mug"),
+    "jester": _prepared("jester"),
+    "letters": _prepared("letters"),
+    "smmnist": _generated("smmnist"),
 }
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
+from seqdis_jax.data.registry import PreparedSpec
+
 TFDS_NAME = "sprites"  # the full dataset; `tfds_name(n)` names a subset build
 TFDS_VERSION = "1.0.0"
 
@@ -69,6 +71,16 @@ CELL = 64  # px
 SHEET_SIZE = (832, 1344)  # (width, height) = 13 x 21 cells
 SHEET_FILES = tuple(f"{layer}/{i}.png" for layer in LAYERS for i in range(NUM_OPTIONS)) + (SHOES,)
 LABEL_KEYS = ("action", "direction", "motion", *STATIC_FACTORS, "character")
+
+SPEC = PreparedSpec(
+    tfds_name=TFDS_NAME,
+    video_shape=(NUM_FRAMES, CELL, CELL, 3),
+    static_factors=STATIC_FACTORS,
+    dynamic_factors=DYNAMIC_FACTORS,
+    num_classes=NUM_CLASSES,
+    prepare_command="python -m data_prep.sprites --source_dir=<path to the LPC sheets>",
+    subset_flag="characters",
+)
 
 
 def character_labels(c: int) -> dict[str, int]:
