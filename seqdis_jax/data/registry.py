@@ -66,13 +66,18 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
     except NotPreparedError as e:
         raise NotPreparedError(
             f"{e}. Prepare it with: {spec.prepare_hint(name, data_dir)}") from None
-    video = source.info.features["video"]
+    features = source.info.features
+    num_classes = dict(spec.num_classes)
+    for factor in (*spec.static_factors, *spec.dynamic_factors):
+        # A build's own class list wins (e.g. the subjects a MUG copy actually holds).
+        if factor in features and hasattr(features[factor], "num_classes"):
+            num_classes[factor] = int(features[factor].num_classes)
     return Dataset(
         source=source,
-        video_shape=tuple(int(s) for s in video.shape),  # a build may differ from the spec's
+        video_shape=tuple(int(s) for s in features["video"].shape),  # may differ from the spec
         static_factors=tuple(spec.static_factors),
         dynamic_factors=tuple(spec.dynamic_factors),
-        num_classes=dict(spec.num_classes),
+        num_classes=num_classes,
     )
 
 
