@@ -27,6 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
     # ~/tensorflow_datasets) and which build to read ('' = the full dataset).
     config.data.data_dir = ""
     config.data.tfds_name = ""
+    # Datasets generated on the fly from source files (SM-MNIST: the MNIST idx folder).
+    config.data.source_dir = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.static_dim = 256
