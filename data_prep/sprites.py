@@ -50,21 +50,27 @@ CITATION = """@inproceedings{li2018disentangle,
   year = {2018}
 }"""
 
-_SOURCE_DIR = flags.DEFINE_string(
-    "source_dir", None, "Directory with the LPC sheets (body/, bottomwear/, topwear/, ...)."
-)
-_DOWNLOAD = flags.DEFINE_bool(
-    "download", False, "Without --source_dir: download the sheets into --cache_dir first."
-)
-_CACHE_DIR = flags.DEFINE_string(
-    "cache_dir", None, "Where --download puts the sheets (default ~/.cache/seqdis_jax/sprites_lpc)."
-)
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-)
-_CHARACTERS = flags.DEFINE_integer(
-    "characters", None, "Build only this many characters, as dataset sprites_subset_<N>."
-)
+
+def define_flags() -> None:
+    """The command line's flags. Defined only when this module runs as the program, so that
+    importing several converters (tests, fixtures) does not define --source_dir twice."""
+    global _SOURCE_DIR, _DOWNLOAD, _CACHE_DIR, _DATA_DIR, _CHARACTERS
+    _SOURCE_DIR = flags.DEFINE_string(
+        "source_dir", None, "Directory with the LPC sheets (body/, bottomwear/, topwear/, ...)."
+    )
+    _DOWNLOAD = flags.DEFINE_bool(
+        "download", False, "Without --source_dir: download the sheets into --cache_dir first."
+    )
+    _CACHE_DIR = flags.DEFINE_string(
+        "cache_dir", None,
+        "Where --download puts the sheets (default ~/.cache/seqdis_jax/sprites_lpc).",
+    )
+    _DATA_DIR = flags.DEFINE_string(
+        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
+    )
+    _CHARACTERS = flags.DEFINE_integer(
+        "characters", None, "Build only this many characters, as dataset sprites_subset_<N>."
+    )
 
 
 def default_cache_dir() -> str:
@@ -204,4 +210,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -61,21 +61,32 @@ class EvalContext:
 @dataclasses.dataclass(frozen=True)
 class Evaluator:
     fn: Callable[[EvalContext], dict[str, Any]]
-    needs_static: bool = False  # the dataset must label at least one static factor
-    needs_dynamic: bool = False  # ... and/or a dynamic one
+    # Which labels the dataset must have: "" none, "any" at least one static, dynamic or
+    # per-frame label, "static" at least one static label.
+    needs_labels: str = ""
     needs_judge: bool = False
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
-def register(name: str, needs_static: bool = False, needs_dynamic: bool = False,
-             needs_judge: bool = False):
+def register(name: str, needs_labels: str = "", needs_judge: bool = False):
+    if needs_labels not in ("", "any", "static"):
+        raise ValueError(f"needs_labels must be '', 'any' or 'static', got {needs_labels!r}")
+
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, needs_static, needs_dynamic, needs_judge)
+        EVALUATORS[name] = Evaluator(fn, needs_labels, needs_judge)
         return fn
 
     return wrap
+
+
+def _has_labels(evaluator: Evaluator, dataset: data_registry.Dataset) -> bool:
+    if evaluator.needs_labels == "static":
+        return bool(dataset.static_factors)
+    if evaluator.needs_labels == "any":
+        return bool(dataset.static_factors or dataset.dynamic_factors or dataset.frame_factors)
+    return True
 
 
 def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset) -> list[str]:
@@ -87,17 +98,15 @@ def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset) -> l
             f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold 'all' or "
             f"{sorted(EVALUATORS)}."
         )
-    allowed = lambda e: (not e.needs_static or dataset.static_factors) and (
-        not e.needs_dynamic or dataset.dynamic_factors)
     selected: list[str] = []
     for name in names:
-        expanded = [n for n, e in EVALUATORS.items() if allowed(e)] if name == "all" else [name]
+        expanded = ([n for n, e in EVALUATORS.items() if _has_labels(e, dataset)]
+                    if name == "all" else [name])
         for n in expanded:
-            if not allowed(EVALUATORS[n]):
-                missing = "static" if EVALUATORS[n].needs_static and not \
-                    dataset.static_factors else "dynamic"
+            if not _has_labels(EVALUATORS[n], dataset):
+                missing = "static label" if EVALUATORS[n].needs_labels == "static" else "label"
                 raise MissingLabelError(
-                    f"Evaluator {n!r} needs a {missing} label, and this dataset labels none "
+                    f"Evaluator {n!r} needs a {missing}, and this dataset labels none "
                     f"(static: {list(dataset.static_factors)}, dynamic: "
                     f"{list(dataset.dynamic_factors)}); remove it from config.eval.evaluators."
                 )
@@ -155,7 +164,7 @@ def encode_dataset(
         out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
         return {k: out[k] for k in ("s_mean", "d_mean")}
 
-    label_keys = tuple(dataset.static_factors) + tuple(dataset.dynamic_factors)
+    label_keys = (*dataset.static_factors, *dataset.dynamic_factors, *dataset.frame_factors)
     parts: list[dict[str, np.ndarray]] = []
     batches = eval_batches(dataset.source, config.eval.batch_size, config.eval.limit)
     for i, batch in enumerate(batches):
@@ -325,7 +334,7 @@ def _trusted_factors(metadata: dict[str, Any], names: Sequence[str], minimum: fl
     return trusted
 
 
-@register("judge_generation", needs_static=True, needs_dynamic=True, needs_judge=True)
+@register("judge_generation", needs_labels="any", needs_judge=True)
 def judge_generation(ctx: EvalContext) -> dict[str, Any]:
     """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std).
 
@@ -406,36 +415,49 @@ def _static_identity(codes: dict[str, np.ndarray], dataset: data_registry.Datase
     return np.ravel_multi_index(labels, sizes)
 
 
-@register("latent_classification", needs_static=True, needs_dynamic=True)
+@register("latent_classification", needs_labels="any")
 def latent_classification(ctx: EvalContext) -> dict[str, Any]:
     """Predict every static and dynamic label from s and from flattened d_1:T with SVC,
     RandomForest and KNN (default settings) on 80/20 splits over `eval.latent_seeds` seeds.
 
     static_gap = mean_f acc(f | s) - acc(f | d) over static factors; dynamic_gap likewise
     acc(f | d) - acc(f | s) over dynamic factors: large gaps mean each code holds its own
-    factor only."""
+    factor only. A per-frame label (`Dataset.frame_factors`, e.g. Letters' letters) is
+    predicted for every frame from its d_t and from the sequence's s (SPYL B.9), over the
+    frames of the evaluated sequences: `latent/<label>_from_{d_t,s}`, `latent/frame_gap`."""
     codes = ctx.codes()
-    features = {"s": codes["s_mean"], "d": codes["d_mean"].reshape(len(codes["d_mean"]), -1)}
+    d_mean = codes["d_mean"]
+    n, t = d_mean.shape[:2]
+    sequence_features = {"s": codes["s_mean"], "d": d_mean.reshape(n, -1)}
+    frame_features = {"s": np.repeat(codes["s_mean"], t, axis=0),
+                      "d_t": d_mean.reshape(n * t, -1)}
     seeds = tuple(range(ctx.config.eval.latent_seeds))
     classifiers = tuple(ctx.config.eval.latent_classifiers)
     results: dict[str, Any] = {}
     accuracy: dict[tuple[str, str, str], float] = {}
-    static = [f for f in ctx.dataset.static_factors if _varies(codes, f)]
-    dynamic = [f for f in ctx.dataset.dynamic_factors if _varies(codes, f)]
-    for code, x in features.items():
-        for name in static + dynamic:
-            scores = metrics_lib.latent_classification(x, codes[name], classifiers, seeds)
+
+    def classify(name: str, labels: np.ndarray, features: dict[str, np.ndarray]) -> None:
+        for code, x in features.items():
+            scores = metrics_lib.latent_classification(x, labels, classifiers, seeds)
             for clf, (mean, std) in scores.items():
                 accuracy[code, name, clf] = mean
                 results[f"latent/{name}_from_{code}/{clf}"] = mean
                 results[f"latent/{name}_from_{code}/{clf}_std"] = std
+
+    static = [f for f in ctx.dataset.static_factors if _varies(codes, f)]
+    dynamic = [f for f in ctx.dataset.dynamic_factors if _varies(codes, f)]
+    frame = [f for f in ctx.dataset.frame_factors if _varies(codes, f)]
+    for name in static + dynamic:
+        classify(name, codes[name], sequence_features)
+    for name in frame:
+        classify(name, codes[name].reshape(n * t), frame_features)
     for clf in classifiers:
-        if static:
-            results[f"latent/static_gap/{clf}"] = float(np.mean(
-                [accuracy["s", f, clf] - accuracy["d", f, clf] for f in static]))
-        if dynamic:
-            results[f"latent/dynamic_gap/{clf}"] = float(np.mean(
-                [accuracy["d", f, clf] - accuracy["s", f, clf] for f in dynamic]))
+        for key, factors, own, other in (("static_gap", static, "s", "d"),
+                                         ("dynamic_gap", dynamic, "d", "s"),
+                                         ("frame_gap", frame, "d_t", "s")):
+            if factors:
+                results[f"latent/{key}/{clf}"] = float(np.mean(
+                    [accuracy[own, f, clf] - accuracy[other, f, clf] for f in factors]))
     return results
 
 
@@ -448,7 +470,7 @@ def _varies(codes: dict[str, np.ndarray], label: str) -> bool:
     return False
 
 
-@register("verification_eer", needs_static=True)
+@register("verification_eer", needs_labels="static")
 def verification_eer(ctx: EvalContext) -> dict[str, Any]:
     """Verification by cosine similarity (C-DSVAE 4.4): one vector per sequence, the static
     mean or the time-average of the dynamic means; a pair is a target when both sequences
@@ -537,7 +559,7 @@ def scatter_panel(points: np.ndarray, labels: np.ndarray, title: str, size: int 
     return panel
 
 
-@register("tsne", needs_static=True, needs_dynamic=True)
+@register("tsne", needs_labels="any")
 def tsne(ctx: EvalContext) -> dict[str, Any]:
     """tsne.png: t-SNE of s (top row) and of flattened d_1:T (bottom row), one column per
     labelled factor, points coloured by that label (DBSE Fig. 2)."""

@@ -24,14 +24,20 @@ def test_all_expands_to_what_the_labels_allow():
     assert set(evaluate.select_evaluators(("all",), unlabelled)) == {
         "reconstruction", "grids", "mutual_information"}
     static_only = dataclasses.replace(dataset, dynamic_factors=())
-    assert "verification_eer" in evaluate.select_evaluators(("all",), static_only)
+    assert set(evaluate.select_evaluators(("all",), static_only)) == set(evaluate.EVALUATORS)
+    dynamic_only = dataclasses.replace(dataset, static_factors=())  # e.g. Jester
+    assert set(evaluate.select_evaluators(("all",), dynamic_only)) == set(
+        evaluate.EVALUATORS) - {"verification_eer"}
 
 
 def test_an_evaluator_needing_a_missing_label_is_refused_by_name():
     _, dataset = _shapes_test_set()
-    static_only = dataclasses.replace(dataset, dynamic_factors=())
-    with pytest.raises(evaluate.MissingLabelError, match="'latent_classification' needs a dynamic"):
-        evaluate.select_evaluators(("latent_classification",), static_only)
+    dynamic_only = dataclasses.replace(dataset, static_factors=())
+    with pytest.raises(evaluate.MissingLabelError, match="'verification_eer' needs a static"):
+        evaluate.select_evaluators(("verification_eer",), dynamic_only)
+    unlabelled = dataclasses.replace(dataset, static_factors=(), dynamic_factors=())
+    with pytest.raises(evaluate.MissingLabelError, match="'latent_classification' needs a"):
+        evaluate.select_evaluators(("latent_classification",), unlabelled)
     with pytest.raises(ValueError, match="Unknown evaluator"):
         evaluate.select_evaluators(("fid",), dataset)
 

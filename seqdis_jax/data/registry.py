@@ -30,6 +30,9 @@ class Dataset:
     static_factors: tuple[str, ...]
     dynamic_factors: tuple[str, ...]
     num_classes: dict[str, int]
+    # Labels of each frame, shape (T,) per record (Letters' letter per d_t): classified from
+    # d_t and s by `latent_classification`, not judged.
+    frame_factors: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,7 @@ class PreparedSpec:
     prepare_command: str
     # Builds named "<tfds_name>_subset_<n>" come from `prepare_command --<subset_flag>=<n>`.
     subset_flag: str | None = None
+    frame_factors: tuple[str, ...] = ()  # per-frame labels (T,), see `Dataset`
 
     def prepare_hint(self, name: str, data_dir: str) -> str:
         command = f"{self.prepare_command} --data_dir={data_dir}"
@@ -78,6 +82,7 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
         static_factors=tuple(spec.static_factors),
         dynamic_factors=tuple(spec.dynamic_factors),
         num_classes=num_classes,
+        frame_factors=tuple(spec.frame_factors),
     )
 
 
