@@ -98,12 +98,13 @@ MUG_METHOD_SMOKES = [v for v in importlib.import_module("experiments.mug").VARIA
 
 @pytest.mark.parametrize("variant", MUG_METHOD_SMOKES)
 def test_every_mug_method_trains_on_the_fixture_build(variant, tmp_path_factory):
-    """Each method's MUG settings (`experiments/mug.py:<method>_smoke`) train, evaluate with the
-    expression/subject judge and reload their checkpoint; `:smoke` (C-DSVAE) runs above."""
+    """Each method's MUG settings (`experiments/mug.py:<method>_smoke`) train and are scored by
+    the expression/subject judge; `:smoke` (C-DSVAE) also reloads its checkpoint above."""
     config = importlib.import_module("experiments.mug").get_config(variant)
     overrides = _prepare_data(config, tmp_path_factory)
     config.data.data_dir = overrides["data.data_dir"]
     config.judge.workdir = str(tmp_path_factory.mktemp("mug_judge"))
     config.eval.evaluators = ("reconstruction", "judge_generation")
-    trained, _ = _train_and_reload(config, str(tmp_path_factory.mktemp(variant) / "run"))
+    trained = launcher.run(config, str(tmp_path_factory.mktemp(variant) / "run"), "train")
+    assert trained["step"] == config.train.num_steps
     assert {"fix_dynamics/expression/accuracy", "fix_static/subject/accuracy"} <= set(trained)
