@@ -206,3 +206,25 @@ def test_a_run_saved_before_a_new_switch_existed_is_still_accepted(tmp_path):
     config.train.cosine_decay = True
     with pytest.raises(configuration.UserInputError, match="train.cosine_decay"):
         configuration.check_workdir_compatible(config, str(tmp_path))
+
+
+@pytest.mark.parametrize("config,command", [
+    ("experiments/mug.py", "python -m data_prep.mug --source_dir="),
+    ("experiments/mug.py:dbse", "python -m data_prep.mug --source_dir="),
+    ("experiments/jester.py", "python -m data_prep.jester --source_dir="),
+])
+def test_unprepared_data_stops_with_the_data_prep_command(config, command, tmp_path):
+    """The headline job without its (licence-restricted) data: one line naming the command,
+    nothing written to the workdir; --mode=judge says the same."""
+    data_dir, workdir = tmp_path / "tfds", tmp_path / "run"
+    result = _launch(f"--config={config}", f"--workdir={workdir}",
+                     f"--config.data.data_dir={data_dir}")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: dataset"), result.stderr
+    assert f"{command}" in lines[0] and f"--data_dir={data_dir}" in lines[0]
+    assert not workdir.exists()
+    judge = _launch(f"--config={config}", "--mode=judge", f"--config.data.data_dir={data_dir}",
+                    f"--config.judge.workdir={tmp_path / 'judge'}")
+    assert judge.returncode == 2 and command in judge.stderr
+    assert not (tmp_path / "judge").exists()
