@@ -108,7 +108,8 @@ def test_frames_are_the_clipped_sum_of_the_pasted_digits(pools, records) -> None
         np.testing.assert_array_equal(r["video"][..., 0], np.minimum(canvas, 255))
         i, j = r["digit_index"]
         assert (r["digit_1"], r["digit_2"]) == (labels[i], labels[j])
-        assert r["digits"] == 10 * labels[i] + labels[j]
+        low, high = sorted((labels[i], labels[j]))
+        assert r["digits"] == 10 * low + high  # the pair as seen: order of drawing is invisible
     assert clipped > 0  # overlapping strokes do saturate
 
 
@@ -118,7 +119,8 @@ def test_positions_inside_the_canvas_and_start_uniform(records) -> None:
     start = pos[:, 0].reshape(-1)
     assert set(np.unique(start)) == set(range(MAX_POS + 1))
     labels = np.array([r["digits"] for r in records])
-    assert labels.min() >= 0 and labels.max() < 100 and len(np.unique(labels)) > 50
+    assert labels.min() >= 0 and labels.max() < 100 and len(np.unique(labels)) > 40
+    assert np.all(labels // 10 <= labels % 10)  # ascending pairs only
 
 
 def test_motion_rule_and_bounces(records) -> None:

@@ -2,8 +2,11 @@
 
 Two MNIST digits move with random velocities on a black 64x64 grayscale canvas and bounce off
 its borders, 15 frames per sequence (C-DSVAE App. C.1, after SVG (Denton & Fergus 2018) and
-S3VAE). The static label ``digits`` is the ordered digit pair ``10 * label_1 + label_2``
-(100 classes); there is no dynamic label (the motion is random, not a class).
+S3VAE). The static label ``digits`` is the digit pair in ascending order,
+``10 * min(label_1, label_2) + max(label_1, label_2)`` (100 label values, 55 of them occur):
+which digit was drawn first is not visible in the frames, so a judge could not recover an
+order by drawing (the pair (3, 7) and (7, 3) are the same video). ``digit_1`` and ``digit_2``
+keep the drawing order. There is no dynamic label (the motion is random, not a class).
 
 Digit pools (`digit_pools`)
 ---------------------------
@@ -201,7 +204,7 @@ def generate_sequence(
 ) -> dict[str, np.ndarray]:
     """One SM-MNIST sequence from the digit pool (images uint8 (N, 32, 32), labels (N,)).
 
-    Returns ``video`` uint8 (15, 64, 64, 1), int32 ``digits`` (= 10 * digit_1 + digit_2),
+    Returns ``video`` uint8 (15, 64, 64, 1), int32 ``digits`` (= 10 * min + max of the two),
     ``digit_1``, ``digit_2``, ``digit_index`` (2,) (indices into the pool) and ``positions``
     (15, 2, 2) (frame, digit, (y, x) of the top-left corner).
     """
@@ -225,7 +228,7 @@ def generate_sequence(
     first, second = int(labels[index[0]]), int(labels[index[1]])
     return {
         "video": video,
-        "digits": np.int32(10 * first + second),
+        "digits": np.int32(10 * min(first, second) + max(first, second)),
         "digit_1": np.int32(first),
         "digit_2": np.int32(second),
         "digit_index": index.astype(np.int32),
