@@ -171,6 +171,25 @@ def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
     config.loss.kl_dynamic_weight = 1.0
 
 
+def set_spyl_weights(config: ml_collections.ConfigDict, reconstruction: float,
+                     kl_static: float, kl_dynamic: float, contrastive: float,
+                     mi_static_dynamic: float) -> None:
+    """lambda_1..lambda_5 of SPYL eq. (9), a row of its Table 6, in place."""
+    config.spyl.reconstruction_weight = reconstruction
+    config.loss.kl_static_weight = kl_static
+    config.loss.kl_dynamic_weight = kl_dynamic
+    config.spyl.contrastive_weight = contrastive
+    config.spyl.mi_static_dynamic_weight = mi_static_dynamic
+
+
+def shrink_method_to_smoke(config: ml_collections.ConfigDict) -> None:
+    """`shrink_to_smoke` for a config whose method is already set: one predicted view per
+    sequence for SPYL, so its smoke step stays as cheap as the others."""
+    shrink_to_smoke(config, judge_batch_size=4)
+    if config.method == "spyl":
+        config.spyl.views_per_sequence = 1
+
+
 def add_rwae_fields(config: ml_collections.ConfigDict, divergence_static: str = "mmd") -> None:
     """R-WAE (seqdis_jax/models/rwae.py), in place: method and its `config.rwae` section with
     the paper's Sprites settings (App. G) as defaults. `divergence_static`: "mmd" for

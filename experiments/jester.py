@@ -24,7 +24,8 @@ from experiments.base import (
     add_spyl_fields,
     base_config,
     parse_variant,
-    shrink_to_smoke,
+    set_spyl_weights,
+    shrink_method_to_smoke,
 )
 
 VARIANTS = ("spyl", "cdsvae", "smoke", "cdsvae_smoke")
@@ -51,13 +52,7 @@ def get_config(arg: str | None = None):
         add_cdsvae_fields(config)
     else:  # Table 6, Jesters
         add_spyl_fields(config)
-        config.spyl.reconstruction_weight = 5.0
-        config.loss.kl_static_weight = 1.0
-        config.loss.kl_dynamic_weight = 1.0
-        config.spyl.contrastive_weight = 1.0
-        config.spyl.mi_static_dynamic_weight = 1.0
+        set_spyl_weights(config, 5.0, 1.0, 1.0, 1.0, 1.0)  # lambda_1..5
     if variant.endswith("smoke"):
-        shrink_to_smoke(config, judge_batch_size=4)
-        if config.method == "spyl":
-            config.spyl.views_per_sequence = 1
+        shrink_method_to_smoke(config)
     return config

@@ -45,7 +45,8 @@ from experiments.base import (
     add_spyl_fields,
     base_config,
     parse_variant,
-    shrink_to_smoke,
+    set_spyl_weights,
+    shrink_method_to_smoke,
 )
 
 METHODS = ("cdsvae", "spyl", "dbse", "rwae", "rwae_gan", "dsvae")
@@ -90,11 +91,7 @@ def get_config(arg: str | None = None):
         config.train.num_steps = _epochs(1000, 128)
     elif method == "spyl":  # Table 6 (MUG)
         add_spyl_fields(config)
-        config.spyl.reconstruction_weight = 5.0  # lambda_1
-        config.loss.kl_static_weight = 9.0  # lambda_2
-        config.loss.kl_dynamic_weight = 1.0  # lambda_3
-        config.spyl.contrastive_weight = 0.5  # lambda_4
-        config.spyl.mi_static_dynamic_weight = 2.5  # lambda_5
+        set_spyl_weights(config, 5.0, 9.0, 1.0, 0.5, 2.5)  # lambda_1..5
         config.model.static_dim = 256
         config.model.dynamic_dim = 64
         config.data.batch_size = 16
@@ -125,7 +122,5 @@ def get_config(arg: str | None = None):
         config.train.num_steps = _epochs(800, 30)
 
     if variant.endswith("smoke"):
-        shrink_to_smoke(config, judge_batch_size=4)
-        if method == "spyl":
-            config.spyl.views_per_sequence = 1
+        shrink_method_to_smoke(config)
     return config

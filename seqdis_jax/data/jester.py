@@ -32,6 +32,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from seqdis_jax.data import images
 from seqdis_jax.data.registry import PreparedSpec
 
 TFDS_NAME = "jester"
@@ -117,21 +118,13 @@ def preprocess_frame(image: Image.Image) -> np.ndarray:
     """A frame as uint8 (64, 64, 3): RGB, center-cropped to a square of side min(H, W), resized
     with LANCZOS."""
     image = image.convert("RGB")
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    resized = square.resize((FRAME_SIZE, FRAME_SIZE), Image.Resampling.LANCZOS)
-    return np.asarray(resized, dtype=np.uint8)
+    square = image.crop(images.center_square(image.size))
+    return np.asarray(images.resize(square, FRAME_SIZE), dtype=np.uint8)
 
 
 def load_frame(path: str) -> np.ndarray:
     """`preprocess_frame` of the image at ``path``; ValueError naming it when unreadable."""
-    try:
-        with Image.open(path) as image:
-            return preprocess_frame(image)
-    except OSError as e:  # PIL.UnidentifiedImageError and truncated files
-        raise ValueError(f"cannot read frame {path}: {e}") from e
+    return preprocess_frame(images.read_image(path, "RGB", "frame"))
 
 
 def load_video(paths: list[str]) -> np.ndarray:

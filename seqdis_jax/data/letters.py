@@ -42,6 +42,7 @@ import string
 import numpy as np
 from PIL import Image
 
+from seqdis_jax.data import images
 from seqdis_jax.data.registry import PreparedSpec
 
 TFDS_NAME = "letters"
@@ -161,14 +162,10 @@ def preprocess_letter(image: Image.Image) -> np.ndarray:
     side = max(width, height)
     square = Image.new("L", (side, side), 255)
     square.paste(gray, ((side - width) // 2, (side - height) // 2))
-    resized = square.resize((FRAME_SIZE, FRAME_SIZE), Image.Resampling.LANCZOS)
+    resized = images.resize(square, FRAME_SIZE)
     return (255 - np.asarray(resized, dtype=np.uint8))[..., None]
 
 
 def load_letter(path: str) -> np.ndarray:
     """`preprocess_letter` of the image at ``path``; ValueError naming it when unreadable."""
-    try:
-        with Image.open(path) as image:
-            return preprocess_letter(image)
-    except OSError as e:  # PIL.UnidentifiedImageError and truncated files
-        raise ValueError(f"cannot read letter image {path}: {e}") from e
+    return preprocess_letter(images.read_image(path, "RGBA", "letter image"))

@@ -56,6 +56,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from seqdis_jax.data import images
 from seqdis_jax.data.registry import PreparedSpec
 
 TFDS_NAME = "mug"
@@ -87,7 +88,7 @@ _SESSION = re.compile(r"session\d+")
 _TAKE = re.compile(r"take\d+")
 _NUMBER = re.compile(r"\d+")
 
-Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels, as PIL's crop takes
+Box = images.Box
 Detector = Callable[[Image.Image], Box | None]  # image -> face box, None: no face
 
 
@@ -228,10 +229,7 @@ def clip_starts(video: Video, clips_per_video: int = 1, seed: int = 0) -> list[i
 
 def crop_box(size: tuple[int, int], crop_fraction: float = 1.0) -> Box:
     """The central square of side ``round(crop_fraction * min(W, H))`` of a (W, H) image."""
-    width, height = size
-    side = max(1, round(crop_fraction * min(width, height)))
-    left, top = (width - side) // 2, (height - side) // 2
-    return left, top, left + side, top + side
+    return images.center_square(size, crop_fraction)
 
 
 def load_face_detector() -> Detector:
@@ -265,11 +263,7 @@ def load_face_detector() -> Detector:
 
 def read_frame(path: str) -> Image.Image:
     """A frame as an RGB image; ValueError naming the file when it cannot be decoded."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as e:  # PIL.UnidentifiedImageError and truncated files
-        raise ValueError(f"cannot read frame {path}: {e}") from e
+    return images.read_image(path, "RGB", "frame")
 
 
 def check_crop(crop: str, crop_fraction: float) -> None:
@@ -317,7 +311,7 @@ def clip_records(
         for i in indices:
             image = frame(i)
             frame_box = box or crop_box(image.size, crop_fraction)
-            resized = image.crop(frame_box).resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+            resized = images.resize(image.crop(frame_box), SIZE)
             frames.append(np.asarray(resized, np.uint8))
         records.append(
             {
