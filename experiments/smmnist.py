@@ -27,7 +27,13 @@ far from the paper's; details in docs/results.md ("SM-MNIST: C-DSVAE `:cpu`").
 
 from __future__ import annotations
 
-from experiments.base import add_cdsvae_fields, base_config, parse_variant, shrink_to_smoke
+from experiments.base import (
+    add_cdsvae_fields,
+    base_config,
+    parse_variant,
+    shrink_to_cpu,
+    shrink_to_smoke,
+)
 
 VARIANTS = ("default", "cpu", "smoke")
 
@@ -60,22 +66,11 @@ def get_config(arg: str | None = None):
     config.judge.train.num_steps = 5000
 
     if variant == "cpu":
+        shrink_to_cpu(config)
         config.data.num_train = 20_000
         config.data.num_test = 2_000
-        config.data.batch_size = 32
-        config.model.width = 0.25
-        config.model.static_dim = 64
-        config.model.dynamic_dim = 16
-        config.model.hidden_dim = 128
-        config.train.learning_rate = 2e-3
         config.train.num_steps = 1000
-        config.train.log_every = 100
-        config.eval.limit = 1000
         config.judge.workdir = "runs/judges/smmnist_cpu"
-        config.judge.width = 0.25
-        config.judge.hidden_dim = 128
-        config.judge.batch_size = 32
-        config.judge.train.learning_rate = 2e-3
         config.judge.train.num_steps = 3000
         # A quarter-width judge of the digit pairs on a CPU budget: 3000 steps (17 min) reach
         # 0.888 test accuracy (docs/results.md); a factor below this threshold is not scored.

@@ -22,7 +22,7 @@ DSVAE: 90.73 %, 8.384, 0.072, 2.192). Details and commands: docs/results.md.
 
 from __future__ import annotations
 
-from experiments.base import base_config, parse_variant, shrink_to_smoke
+from experiments.base import base_config, parse_variant, shrink_to_cpu, shrink_to_smoke
 
 VARIANTS = ("default", "cpu", "smoke")
 TRAIN_SEQUENCES = 9000
@@ -52,21 +52,10 @@ def get_config(arg: str | None = None):
     config.judge.batch_size = 64
 
     if variant == "cpu":
-        config.data.batch_size = 32
-        config.model.width = 0.25
-        config.model.static_dim = 64
-        config.model.dynamic_dim = 16
-        config.model.hidden_dim = 128
-        config.train.learning_rate = 2e-3
+        shrink_to_cpu(config)
         config.train.num_steps = 3000
-        config.train.log_every = 100
-        config.eval.limit = 1000
         config.eval.mi_every = 500
         config.judge.workdir = "runs/judges/sprites_cpu"
-        config.judge.width = 0.25
-        config.judge.hidden_dim = 128
-        config.judge.batch_size = 32
-        config.judge.train.learning_rate = 2e-3
         config.judge.train.num_steps = 2000
         config.judge.train.checkpoint_every = 1000
     elif variant == "smoke":
