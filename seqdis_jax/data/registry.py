@@ -2,9 +2,10 @@
 
 Two kinds of datasets:
 
-* generated in memory from a seed (shapes) or from small source files on the fly (SM-MNIST);
+* generated in memory from a seed (shapes) or from small source files on the fly (SM-MNIST,
+  ETTh1, Air Quality);
 * prepared once by a `python -m data_prep.<name>` converter into a TFDS array_record dataset
-  under ``config.data_dir`` (Sprites, MUG, Jester, Letters). Their module in `seqdis_jax.data`
+  under ``config.data_dir`` (Sprites, MUG, Jester, Letters, FSDD, TIMIT, PhysioNet). Their module in `seqdis_jax.data`
   defines a `PreparedSpec` named ``SPEC``; the module is imported only when the dataset is used.
 """
 
@@ -26,13 +27,21 @@ class Dataset:
     """A random-access source of records plus what evaluators need to know about it."""
 
     source: Any
-    video_shape: tuple[int, ...]  # (T, H, W, C) of the "video" feature
+    # Shape of the "video" feature, the sequence x_1:T whatever the modality: (T, H, W, C)
+    # frames, or (T, F) spectral frames / time steps.
+    video_shape: tuple[int, ...]
     static_factors: tuple[str, ...]
     dynamic_factors: tuple[str, ...]
     num_classes: dict[str, int]
     # Labels of each frame, shape (T,) per record (Letters' letter per d_t): classified from
     # d_t and s by `latent_classification`, not judged.
     frame_factors: tuple[str, ...] = ()
+    # Real-valued per-record targets of downstream tasks (Air Quality's daily rain, ETTh1's
+    # future oil temperature): carried next to the codes, never classified.
+    targets: tuple[str, ...] = ()
+    # Record key naming the recording a segment was cut from (speech: the utterance). The
+    # verification EER averages the codes of a recording's segments first (DSVAE protocol).
+    group: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +59,8 @@ class PreparedSpec:
     # Builds named "<tfds_name>_subset_<n>" come from `prepare_command --<subset_flag>=<n>`.
     subset_flag: str | None = None
     frame_factors: tuple[str, ...] = ()  # per-frame labels (T,), see `Dataset`
+    targets: tuple[str, ...] = ()  # see `Dataset`
+    group: str | None = None  # see `Dataset`
 
     def prepare_hint(self, name: str, data_dir: str) -> str:
         command = f"{self.prepare_command} --data_dir={data_dir}"
@@ -83,6 +94,8 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
         dynamic_factors=tuple(spec.dynamic_factors),
         num_classes=num_classes,
         frame_factors=tuple(spec.frame_factors),
+        targets=tuple(spec.targets),
+        group=spec.group,
     )
 
 
@@ -125,6 +138,11 @@ DATASETS: dict[str, Callable[[Any, str], Dataset]] = {
     "jester": _prepared("jester"),
     "letters": _prepared("letters"),
     "smmnist": _generated("smmnist"),
+    "fsdd": _prepared("fsdd"),
+    "timit": _prepared("timit"),
+    "physionet": _prepared("physionet"),
+    "etth1": _generated("etth1"),
+    "air_quality": _generated("air_quality"),
 }
 
 
