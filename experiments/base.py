@@ -21,7 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.num_train = 8000
     config.data.num_test = 1000
     config.data.seed = 0
-    config.data.channels = 3
+    config.data.channels = 3  # video frames' colour channels
+    # Features per time step of speech (spectral bins) and time-series data; 0 for video.
+    config.data.num_features = 0
     config.data.pixel_scale = 255.0  # uint8 pixels / pixel_scale -> float input
     # Prepared (TFDS array_record) datasets: where data_prep wrote them ('' = $TFDS_DATA_DIR or
     # ~/tensorflow_datasets) and which build to read ('' = the full dataset).
@@ -31,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.source_dir = ""
 
     config.model = ml_collections.ConfigDict()
+    # 'video' (conv frame networks), 'speech' (DSVAE's MLP decoder) or 'series' (GLR's MLP
+    # encoder and Gaussian LSTM decoder): seqdis_jax/models/dsvae.py.
+    config.model.modality = "video"
     config.model.static_dim = 256
     config.model.dynamic_dim = 32
     config.model.hidden_dim = 256
@@ -67,6 +72,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.latent_classifiers = ("svc", "random_forest", "knn")
     config.eval.mi_batch_size = 100  # M of the MWS estimator
     config.eval.mi_every = 0  # log MWS mutual-information curves every N steps (0: never)
+    # Downstream tasks (add_downstream_task): predictors trained on frozen codes.
+    config.eval.downstream = ml_collections.ConfigDict()
+    config.eval.downstream_steps = 2000  # Adam steps of each predictor
+    config.eval.downstream_seeds = 3  # predictors per task -> mean and std
+    config.eval.downstream_train_limit = 20_000  # train sequences encoded for the predictors
 
     # The judge classifier that scores generated sequences (seqdis_jax/judge.py). One judge
     # per dataset, shared by every run on it: train it with --mode=judge.
@@ -252,3 +262,117 @@ def add_dbse_fields(config: ml_collections.ConfigDict) -> None:
     c.subtraction = "hidden"  # h_t = h~_t - s~ (eq. 8); "none" (Table 4 "no sub"); "features"
     c.sequence_reconstruction = "others"  # eq. (5): t != a; "all" (the authors' Sprites code)
     c.reconstruction_reduction = "sum"  # App. A.3: MSE not divided by the batch; code: "mean"
+
+
+# --------------------------------------------------------------------------------------------
+# Speech and time series (issue 8): the modality, its network and each method's settings.
+
+SPEECH_METHODS = ("dsvae", "cdsvae", "spyl", "dbse", "rwae")
+
+
+def set_speech_method(config: ml_collections.ConfigDict, method: str) -> None:
+    """Each paper's TIMIT settings, in place, on DSVAE's speech network (no frame encoder, an
+    MLP decoder, LSTMs of 256; seqdis_jax/nn/speech.py), ds = 256, dd = 64, Adam 1e-3:
+      dsvae   the C-DSVAE network without its contrastive terms, batch 256.
+      cdsvae  C-DSVAE App. C.2 (TIMIT): beta = 1, batch 256 (Table 9's best). The content view
+              (time shuffled / reversed) only: the audio motion view is voice conversion, which
+              is not implemented (Table 6's "w/o motion aug" row: 4.31 % / 31.09 % EER).
+      spyl    SPYL Table 6 (TIMIT): lambda_1..5 = 5, 1, 1, 0.5, 1, batch 10.
+      dbse    DBSE Table 5 (Timit): alpha = 1, beta = 4e-4 on both KLs, batch 10.
+      rwae    R-WAE App. G (TIMIT): z^c = z^m = 16, the Sprites MMD settings otherwise.
+    """
+    config.model.modality = "speech"
+    config.data.pixel_scale = 1.0  # features are stored standardised, as floats
+    config.model.hidden_dim = 256
+    config.model.static_dim = 256
+    config.model.dynamic_dim = 64
+    config.train.learning_rate = 1e-3
+    if method in ("dsvae", "cdsvae"):
+        if method == "cdsvae":
+            add_cdsvae_fields(config)
+            config.cdsvae.contrastive_weight = 1.0  # beta
+            config.cdsvae.motion_augmentation = False
+        config.data.batch_size = 256
+    elif method == "spyl":
+        add_spyl_fields(config)
+        set_spyl_weights(config, 5.0, 1.0, 1.0, 0.5, 1.0)
+        config.data.batch_size = 10
+    elif method == "dbse":
+        add_dbse_fields(config)
+        config.dbse.anchor_weight = 1.0  # alpha
+        config.loss.kl_static_weight = config.loss.kl_dynamic_weight = 4e-4  # beta
+        config.data.batch_size = 10
+    elif method == "rwae":
+        add_rwae_fields(config, "mmd")
+        config.model.static_dim = config.model.dynamic_dim = 16
+    else:
+        raise ValueError(f"Unknown speech method {method!r}; choose one of {SPEECH_METHODS}.")
+
+
+SERIES_METHODS = ("dsvae", "cdsvae", "spyl", "dbse")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesSettings:
+    """A dataset's rows of SPYL Table 6 and DBSE Table 5 (None: that paper has no row)."""
+
+    spyl_weights: tuple[float, float, float, float, float] | None  # lambda_1..5
+    spyl_dims: tuple[int, int]  # (ds, dd)
+    spyl_batch: int
+    dbse_alpha: float
+    dbse_beta: float
+    dbse_batch: int
+    dbse_dims: tuple[int, int] = (8, 8)
+
+
+def set_series_method(config: ml_collections.ConfigDict, method: str,
+                      settings: SeriesSettings) -> None:
+    """The paper settings of `method` for a time-series dataset, in place, on GLR's network
+    (seqdis_jax/nn/series.py; the static and dynamic LSTMs 64 wide: the papers do not give
+    their size), Adam 1e-3 (both papers' rows):
+      dsvae   SPYL's network (its ds, dd) without contrastive terms, unit KL weights.
+      cdsvae  as GLR ran C-DSVAE on these sets: content view (shuffled time) only, beta = 1.
+      spyl    SPYL Table 6: lambda_1..5, ds, dd and batch of the dataset's row.
+      dbse    DBSE Table 5: alpha, beta on both KLs, ds = dd = 8, the row's batch.
+    """
+    config.model.modality = "series"
+    config.data.pixel_scale = 1.0
+    config.model.hidden_dim = 64
+    config.model.static_dim, config.model.dynamic_dim = settings.spyl_dims
+    config.train.learning_rate = 1e-3
+    config.data.batch_size = settings.spyl_batch
+    if method == "cdsvae":
+        add_cdsvae_fields(config)
+        config.cdsvae.motion_augmentation = False
+    elif method == "spyl":
+        add_spyl_fields(config)
+        set_spyl_weights(config, *settings.spyl_weights)
+    elif method == "dbse":
+        add_dbse_fields(config)
+        config.dbse.anchor_weight = settings.dbse_alpha
+        config.loss.kl_static_weight = config.loss.kl_dynamic_weight = settings.dbse_beta
+        config.model.static_dim, config.model.dynamic_dim = settings.dbse_dims
+        config.data.batch_size = settings.dbse_batch
+    elif method != "dsvae":
+        raise ValueError(f"Unknown time-series method {method!r}; choose one of "
+                         f"{SERIES_METHODS}.")
+
+
+def add_downstream_task(config: ml_collections.ConfigDict, name: str, target: str, kind: str,
+                        inputs: tuple[str, ...]) -> None:
+    """A downstream task of `config.eval.downstream` (seqdis_jax/evaluate.py `downstream`): a
+    small RNN trained on the train split's frozen codes predicts record key `target` (kind
+    'regression', 'binary' or 'multiclass'); `inputs` among 'codes' ([s, d_t] per step),
+    'static' (s), 'dynamic' (d_1:T) and 'raw' (x_1:T, the "RF" baseline)."""
+    config.eval.downstream[name] = ml_collections.ConfigDict(
+        dict(target=target, kind=kind, inputs=tuple(inputs)))
+
+
+def shrink_sequence_model_to_smoke(config: ml_collections.ConfigDict) -> None:
+    """`:smoke` of a speech or time-series config (no judge), in place: a few steps of a tiny
+    network, every evaluator and each downstream predictor a few steps long."""
+    shrink_method_to_smoke(config)
+    config.eval.latent_seeds = 2
+    config.eval.downstream_steps = 5
+    config.eval.downstream_seeds = 2
+    config.eval.downstream_train_limit = 64

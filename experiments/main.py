@@ -63,7 +63,7 @@ def _prepare_workdir(workdir: str, mode: str) -> str:
 def run(config, workdir: str, mode: str) -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
-    from seqdis_jax import configuration, train
+    from seqdis_jax import configuration, evaluate, train
     from seqdis_jax.data import registry
 
     if mode == "judge":
@@ -75,7 +75,11 @@ def run(config, workdir: str, mode: str) -> dict:
         raise configuration.UserInputError(f"--mode={mode} needs --workdir=DIR.")
     workdir = _prepare_workdir(workdir, mode)
     configuration.validate(config)
-    registry.load(config.data, "test")  # before anything is written to the workdir
+    test_data = registry.load(config.data, "test")  # before anything is written to the workdir
+    try:
+        evaluate.check_downstream_tasks(config, test_data)
+    except ValueError as e:
+        raise configuration.UserInputError(str(e)) from None
     configuration.check_workdir_compatible(config, workdir)
     if mode == "eval":
         return train.evaluate_checkpoint(config, workdir)

@@ -11,11 +11,14 @@ import ml_collections
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import models
 from seqdis_jax.data import registry as data_registry
+from seqdis_jax.models.dsvae import MODALITIES
 
 CONFIG_FILE = "config.json"
 # Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
 MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                     "train.keep_checkpoints", "eval.", "judge.")
+# Fields added after runs were saved, with the value that means what those runs did.
+ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0}
 
 
 class UserInputError(ValueError):
@@ -56,6 +59,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold 'all' or "
             f"{sorted(evaluate_lib.EVALUATORS)}."
         )
+    modality = config.model.get("modality", "video")
+    if modality not in MODALITIES:
+        raise UserInputError(
+            f"config.model.modality must be one of {MODALITIES}, got {modality!r}.")
+    if modality != "video" and not config.data.get("num_features", 0) > 0:
+        raise UserInputError(
+            f"config.model.modality={modality!r} needs config.data.num_features > 0 (the "
+            "features per time step, e.g. 200 spectral bins).")
     if config.model.compute_dtype not in ("float32", "bfloat16"):
         raise UserInputError(
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
@@ -113,8 +124,10 @@ def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) ->
         k
         for k in set(saved) | set(current)
         if saved.get(k) != current.get(k) and not k.startswith(MUTABLE_PREFIXES)
-        # A switch added to the library after the run was saved, left off, is no change.
-        and not (k not in saved and current.get(k) in (False, None))
+        # A field added to the library after the run was saved, left off or at the value
+        # that reproduces the old behaviour, is no change.
+        and not (k not in saved
+                 and (current.get(k) in (False, None) or _is_added_default(k, current)))
     )
     if differing:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differing)
@@ -122,6 +135,10 @@ def check_workdir_compatible(config: ml_collections.ConfigDict, workdir: str) ->
             f"--workdir {workdir} holds a run with a different config ({details}). "
             "Use a new --workdir, or pass the config that run used."
         )
+
+
+def _is_added_default(key: str, current: dict[str, Any]) -> bool:
+    return key in ADDED_FIELDS and current.get(key) == ADDED_FIELDS[key]
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:

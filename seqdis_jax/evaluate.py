@@ -24,7 +24,11 @@ from seqdis_jax import estimators
 from seqdis_jax import metrics as metrics_lib
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import eval_batches
-from seqdis_jax.models.dsvae import dynamic_kl_per_sequence
+from seqdis_jax.models.dsvae import (
+    MODALITIES,
+    dynamic_kl_per_sequence,
+    reconstruction_error_per_sequence,
+)
 from seqdis_jax.nn.gaussian import kl_standard_normal
 
 Array = jax.Array
@@ -54,7 +58,8 @@ class EvalContext:
         sequences, with their labels; computed once and shared by the evaluators."""
         if self._codes is None:
             self._codes = encode_dataset(self.config, self.model, self.variables, self.dataset,
-                                         jax.random.fold_in(self.rng, 10_000))
+                                         jax.random.fold_in(self.rng, 10_000),
+                                         self.config.eval.limit)
         return self._codes
 
 
@@ -65,17 +70,19 @@ class Evaluator:
     # per-frame label, "static" at least one static label.
     needs_labels: str = ""
     needs_judge: bool = False
+    modalities: tuple[str, ...] = MODALITIES  # the config.model.modality values it supports
 
 
 EVALUATORS: dict[str, Evaluator] = {}
 
 
-def register(name: str, needs_labels: str = "", needs_judge: bool = False):
+def register(name: str, needs_labels: str = "", needs_judge: bool = False,
+             modalities: tuple[str, ...] = MODALITIES):
     if needs_labels not in ("", "any", "static"):
         raise ValueError(f"needs_labels must be '', 'any' or 'static', got {needs_labels!r}")
 
     def wrap(fn):
-        EVALUATORS[name] = Evaluator(fn, needs_labels, needs_judge)
+        EVALUATORS[name] = Evaluator(fn, needs_labels, needs_judge, modalities)
         return fn
 
     return wrap
@@ -89,9 +96,10 @@ def _has_labels(evaluator: Evaluator, dataset: data_registry.Dataset) -> bool:
     return True
 
 
-def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset) -> list[str]:
-    """Expands 'all' to every evaluator the dataset's labels allow; refuses a named evaluator
-    whose labels the dataset lacks."""
+def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset,
+                      modality: str = "video") -> list[str]:
+    """Expands 'all' to every evaluator the dataset's labels and the modality allow; refuses a
+    named evaluator whose labels the dataset lacks or that does not apply to the modality."""
     unknown = [n for n in names if n != "all" and n not in EVALUATORS]
     if unknown:
         raise ValueError(
@@ -100,9 +108,14 @@ def select_evaluators(names: Sequence[str], dataset: data_registry.Dataset) -> l
         )
     selected: list[str] = []
     for name in names:
-        expanded = ([n for n, e in EVALUATORS.items() if _has_labels(e, dataset)]
+        expanded = ([n for n, e in EVALUATORS.items()
+                     if _has_labels(e, dataset) and modality in e.modalities]
                     if name == "all" else [name])
         for n in expanded:
+            if modality not in EVALUATORS[n].modalities:
+                raise ValueError(
+                    f"Evaluator {n!r} applies to {list(EVALUATORS[n].modalities)} data, not "
+                    f"config.model.modality={modality!r}; remove it from config.eval.evaluators.")
             if not _has_labels(EVALUATORS[n], dataset):
                 missing = "static label" if EVALUATORS[n].needs_labels == "static" else "label"
                 raise MissingLabelError(
@@ -126,7 +139,8 @@ def run_evaluators(
     """Runs the evaluators in `config.eval.evaluators` ('all': every one the dataset's labels
     allow); writes `metrics.json`."""
     dataset = data_registry.load(config.data, "test")
-    names = select_evaluators(config.eval.evaluators, dataset)
+    names = select_evaluators(config.eval.evaluators, dataset,
+                              config.model.get("modality", "video"))
     ctx = EvalContext(
         config=config,
         workdir=workdir,
@@ -155,18 +169,23 @@ def run_evaluators(
 
 def encode_dataset(
     config: ml_collections.ConfigDict, model: Any, variables: Any,
-    dataset: data_registry.Dataset, rng: Array,
+    dataset: data_registry.Dataset, rng: Array, limit: int | None = None,
+    keep_inputs: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Posterior means (and one sample) of the first `eval.limit` sequences, plus labels."""
+    """Posterior means of s and d_1:T of the first `limit` sequences (None: all), plus their
+    labels, targets and group, and with `keep_inputs` the input sequences ("video")."""
 
     @jax.jit
     def encode(variables, video, rng):
         out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
         return {k: out[k] for k in ("s_mean", "d_mean")}
 
-    label_keys = (*dataset.static_factors, *dataset.dynamic_factors, *dataset.frame_factors)
+    label_keys = (*dataset.static_factors, *dataset.dynamic_factors, *dataset.frame_factors,
+                  *dataset.targets, *((dataset.group,) if dataset.group else ()))
     parts: list[dict[str, np.ndarray]] = []
-    batches = eval_batches(dataset.source, config.eval.batch_size, config.eval.limit)
+    if keep_inputs:
+        label_keys += ("video",)
+    batches = eval_batches(dataset.source, config.eval.batch_size, limit)
     for i, batch in enumerate(batches):
         video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
         out = jax.device_get(encode(variables, video, jax.random.fold_in(rng, i)))
@@ -178,18 +197,20 @@ def encode_dataset(
 
 @register("reconstruction")
 def reconstruction(ctx: EvalContext) -> dict[str, Any]:
-    """Test-set reconstruction error (sum over frames and pixels, mean over sequences) from
+    """Test-set reconstruction error (the training loss's term: squared error summed over
+    frames and pixels, or the Gaussian NLL of a series model; mean over sequences) from
     posterior samples and from posterior means, and the two KL terms."""
     model = ctx.model
 
     @jax.jit
     def per_example(variables, video, rng):
         out = model.apply(variables, video, False, rngs={"sample": rng})
-        x_mean = model.apply(variables, out["s_mean"], out["d_mean"], False, method=model.decode)
-        sq = lambda y: jnp.sum(jnp.square(y - video).reshape(video.shape[0], -1), axis=-1)
+        decoded_means = model.apply(variables, out["s_mean"], out["d_mean"], False,
+                                    method=model.decode_distribution)
         return dict(
-            reconstruction=sq(out["reconstruction"]),
-            reconstruction_from_means=sq(x_mean),
+            reconstruction=reconstruction_error_per_sequence(
+                video, out["reconstruction"], out.get("reconstruction_logvar")),
+            reconstruction_from_means=reconstruction_error_per_sequence(video, *decoded_means),
             kl_static=jnp.sum(kl_standard_normal(out["s_mean"], out["s_logvar"]), axis=-1),
             kl_dynamic=dynamic_kl_per_sequence(out),
         )
@@ -206,6 +227,18 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
             totals[k] = totals.get(k, 0.0) + float(np.sum(v[mask]))
         count += int(mask.sum())
     return {f"test/{k}": v / count for k, v in totals.items()} | {"test/num_sequences": count}
+
+
+def sequences_as_pictures(rows: np.ndarray) -> np.ndarray:
+    """(R, T, F) feature sequences -> (R, 1, F, T, 1) heat maps in [0, 1], one picture per
+    sequence with time to the right and feature 0 (the lowest frequency) at the bottom, all on
+    one colour scale (C-DSVAE Fig. 13's spectrograms); video (R, T, H, W, C) passes through."""
+    rows = np.asarray(rows, np.float32)
+    if rows.ndim == 5:
+        return rows
+    lo, hi = np.percentile(rows, 1), np.percentile(rows, 99)
+    scaled = (rows - lo) / max(float(hi - lo), 1e-9)
+    return np.transpose(scaled, (0, 2, 1))[:, None, ::-1, :, None]
 
 
 def frames_to_grid(rows: np.ndarray, gap: int = 2) -> np.ndarray:
@@ -232,7 +265,8 @@ INTERPOLATION_STEPS = 8
 
 @register("grids")
 def grids(ctx: EvalContext) -> dict[str, Any]:
-    """PNG grids from the first test sequences, decoding posterior means (C-DSVAE Fig. 3, 8):
+    """PNG grids from the first test sequences, decoding posterior means (C-DSVAE Fig. 3, 8;
+    speech and series sequences are drawn as one heat map each, C-DSVAE Fig. 13):
 
     - reconstruction.png: pairs of rows (input, reconstruction).
     - swap.png: blocks of four rows (x_A, x_B, [s_A, d_B], [s_B, d_A]).
@@ -280,7 +314,7 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
         "interpolation.png": np.concatenate([video[:1], interpolated, video[1:2]]),
     }
     for name, rows in outputs.items():
-        save_png(os.path.join(ctx.workdir, name), frames_to_grid(rows))
+        save_png(os.path.join(ctx.workdir, name), frames_to_grid(sequences_as_pictures(rows)))
     return {"grids": sorted(outputs)}
 
 
@@ -334,7 +368,7 @@ def _trusted_factors(metadata: dict[str, Any], names: Sequence[str], minimum: fl
     return trusted
 
 
-@register("judge_generation", needs_labels="any", needs_judge=True)
+@register("judge_generation", needs_labels="any", needs_judge=True, modalities=("video",))
 def judge_generation(ctx: EvalContext) -> dict[str, Any]:
     """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std).
 
@@ -473,19 +507,103 @@ def _varies(codes: dict[str, np.ndarray], label: str) -> bool:
 @register("verification_eer", needs_labels="static")
 def verification_eer(ctx: EvalContext) -> dict[str, Any]:
     """Verification by cosine similarity (C-DSVAE 4.4): one vector per sequence, the static
-    mean or the time-average of the dynamic means; a pair is a target when both sequences
-    share the identity (all static labels). Low static EER and high dynamic EER (a large gap)
-    mean the identity lives in s only."""
+    mean or the time-average of the dynamic means, or per recording (speech, `Dataset.group`)
+    their averages over the recording's segments (DSVAE, SPYL B.5); all pairs are scored, a
+    target when both share the identity (all static labels). Low static EER and high dynamic
+    EER (a large gap) mean the identity lives in s only."""
     codes = ctx.codes()
     identity = _static_identity(codes, ctx.dataset)
+    static, dynamic = codes["s_mean"], codes["d_mean"].mean(axis=1)
+    if ctx.dataset.group:  # one vector per recording: the mean over its segments (DSVAE)
+        recordings, first, index = np.unique(codes[ctx.dataset.group], return_index=True,
+                                             return_inverse=True)
+        count = np.bincount(index)[:, None]
+        static = np.stack([np.bincount(index, weights=c) for c in static.T], -1) / count
+        dynamic = np.stack([np.bincount(index, weights=c) for c in dynamic.T], -1) / count
+        identity = identity[first]
     if len(np.unique(identity)) in (1, len(identity)):
         print("Warning: verification_eer skipped: the evaluated sequences need both shared and "
               "distinct identities; raise config.eval.limit.", file=sys.stderr, flush=True)
         return {}
-    static_eer = metrics_lib.verification_eer(codes["s_mean"], identity)
-    dynamic_eer = metrics_lib.verification_eer(codes["d_mean"].mean(axis=1), identity)
+    static_eer = metrics_lib.verification_eer(static, identity)
+    dynamic_eer = metrics_lib.verification_eer(dynamic, identity)
     return {"eer/static": static_eer, "eer/dynamic": dynamic_eer,
             "eer/gap": dynamic_eer - static_eer}
+
+
+# --------------------------------------------------------------------------------------------
+# Downstream tasks on frozen codes (DBSE 5.3, Tables 2-3; SPYL 5.4, Table 2).
+
+DOWNSTREAM_INPUTS = ("codes", "static", "dynamic", "raw")
+
+
+def _downstream_inputs(codes: dict[str, np.ndarray], inputs: str, pixel_scale: float
+                       ) -> np.ndarray:
+    """The predictor's input sequences (N, T', D): [s, d_t] per step, s alone (T' = 1),
+    d_1:T, or the raw x_1:T flattened per step (the "RF" baseline)."""
+    s, d = codes["s_mean"], codes["d_mean"]
+    if inputs == "codes":
+        return np.concatenate([np.repeat(s[:, None], d.shape[1], axis=1), d], axis=-1)
+    if inputs == "static":
+        return s[:, None]
+    if inputs == "dynamic":
+        return d
+    raw = codes["video"].astype(np.float32) / pixel_scale
+    return raw.reshape(raw.shape[0], raw.shape[1], -1)
+
+
+def check_downstream_tasks(config: ml_collections.ConfigDict,
+                           dataset: data_registry.Dataset) -> None:
+    """Refuses a task whose target the dataset lacks or whose kind/inputs are unknown."""
+    from seqdis_jax import downstream as downstream_lib
+
+    keys = (*dataset.static_factors, *dataset.dynamic_factors, *dataset.targets)
+    for name, task in config.eval.get("downstream", {}).items():
+        where = f"config.eval.downstream.{name}"
+        if task.target not in keys:
+            raise ValueError(f"{where}.target={task.target!r} is not a label or target of "
+                             f"dataset {config.data.name!r} (it has {list(keys)}).")
+        if task.kind not in downstream_lib.KINDS:
+            raise ValueError(f"{where}.kind must be one of {downstream_lib.KINDS}, got "
+                             f"{task.kind!r}.")
+        unknown = [i for i in task.inputs if i not in DOWNSTREAM_INPUTS]
+        if unknown or not task.inputs:
+            raise ValueError(f"{where}.inputs must name some of {DOWNSTREAM_INPUTS}, got "
+                             f"{tuple(task.inputs)}.")
+
+
+@register("downstream")
+def downstream(ctx: EvalContext) -> dict[str, Any]:
+    """Each task of `config.eval.downstream`: a small RNN (seqdis_jax/downstream.py) trained on
+    the frozen posterior means of the train split (at most `eval.downstream_train_limit`
+    sequences) predicts the task's target on the whole test split, `eval.downstream_seeds`
+    times: downstream/<task>/<inputs>/<metric> (+ _std). A config without tasks gives {}."""
+    from seqdis_jax import downstream as downstream_lib
+
+    tasks = ctx.config.eval.get("downstream", {})
+    if not tasks:
+        return {}
+    config = ctx.config
+    check_downstream_tasks(config, ctx.dataset)
+    train_data = data_registry.load(config.data, "train")
+    encode = lambda data, limit, i: encode_dataset(
+        config, ctx.model, ctx.variables, data, jax.random.fold_in(ctx.rng, i), limit,
+        keep_inputs=True)
+    splits = {"train": encode(train_data, config.eval.downstream_train_limit, 0),
+              "test": encode(ctx.dataset, None, 1)}
+    results: dict[str, Any] = {}
+    for name, task in tasks.items():
+        num_classes = (ctx.dataset.num_classes[task.target] if task.kind == "multiclass"
+                       else None)
+        for inputs in task.inputs:
+            x = {k: _downstream_inputs(c, inputs, config.data.pixel_scale)
+                 for k, c in splits.items()}
+            scores = downstream_lib.fit_and_score_seeds(
+                x["train"], splits["train"][task.target], x["test"], splits["test"][task.target],
+                task.kind, num_classes, steps=config.eval.downstream_steps,
+                seeds=tuple(range(config.eval.downstream_seeds)))
+            results.update({f"downstream/{name}/{inputs}/{k}": v for k, v in scores.items()})
+    return results
 
 
 def _mi_function(model: Any):

@@ -90,7 +90,7 @@ def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) ->
     if shape != tuple(expected_video_shape):
         raise UserInputError(
             f"Batch 'video' has shape {shape} but the model was built for "
-            f"{tuple(expected_video_shape)} = (batch_size, T, H, W, C); make "
+            f"{tuple(expected_video_shape)} = (batch_size, T, ...frame); make "
             "config.data.batch_size and the dataset's frames/size agree with the data."
         )
 
@@ -180,13 +180,21 @@ def abstract_train_state(
 
 
 def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
-    """(B, T, H, W, C) of a training batch; refuses data the model cannot take."""
+    """(B, T, H, W, C) or (B, T, F) of a training batch; refuses data the model cannot take."""
     shape = tuple(dataset.video_shape)
-    if len(shape) != 4 or shape[1:3] != (64, 64) or shape[3] != config.data.channels:
+    modality = config.model.get("modality", "video")
+    if modality == "video":
+        ok = len(shape) == 4 and shape[1:3] == (64, 64) and shape[3] == config.data.channels
+        expected = f"(T, 64, 64, config.data.channels={config.data.channels})"
+        fix = "Fix config.data.channels"
+    else:
+        ok = len(shape) == 2 and shape[1] == config.data.num_features
+        expected = f"(T, config.data.num_features={config.data.num_features})"
+        fix = "Set config.data.num_features to the dataset's feature count"
+    if not ok:
         raise UserInputError(
-            f"Dataset {config.data.name!r} has sequences of shape {shape}; the video models need "
-            f"(T, 64, 64, config.data.channels={config.data.channels}). Fix config.data.channels "
-            "or re-run the dataset's data_prep converter."
+            f"Dataset {config.data.name!r} has sequences of shape {shape}; the {modality} models "
+            f"need {expected}. {fix} or re-run the dataset's data_prep converter."
         )
     return (config.data.batch_size,) + shape
 

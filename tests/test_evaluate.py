@@ -22,12 +22,21 @@ def test_all_expands_to_what_the_labels_allow():
     assert set(everything) == set(evaluate.EVALUATORS)
     unlabelled = dataclasses.replace(dataset, static_factors=(), dynamic_factors=())
     assert set(evaluate.select_evaluators(("all",), unlabelled)) == {
-        "reconstruction", "grids", "mutual_information"}
+        "reconstruction", "grids", "mutual_information", "downstream"}
     static_only = dataclasses.replace(dataset, dynamic_factors=())
     assert set(evaluate.select_evaluators(("all",), static_only)) == set(evaluate.EVALUATORS)
     dynamic_only = dataclasses.replace(dataset, static_factors=())  # e.g. Jester
     assert set(evaluate.select_evaluators(("all",), dynamic_only)) == set(
         evaluate.EVALUATORS) - {"verification_eer"}
+
+
+def test_judged_generation_is_for_video_only():
+    _, dataset = _shapes_test_set()
+    for modality in ("speech", "series"):
+        selected = evaluate.select_evaluators(("all",), dataset, modality)
+        assert set(selected) == set(evaluate.EVALUATORS) - {"judge_generation"}
+        with pytest.raises(ValueError, match="'judge_generation' applies to \\['video'\\]"):
+            evaluate.select_evaluators(("judge_generation",), dataset, modality)
 
 
 def test_an_evaluator_needing_a_missing_label_is_refused_by_name():

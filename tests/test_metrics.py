@@ -133,3 +133,52 @@ def test_latent_classification_separated_and_noise():
     result = metrics.latent_classification(noise, labels, seeds=(0, 1, 2))
     for mean, _ in result.values():
         assert 0.05 < mean < 0.5  # chance is 0.25
+
+
+def test_auroc_auprc_closed_forms():
+    # Perfect ranking, reversed ranking, every score tied.
+    labels = np.array([0, 0, 1, 1])
+    assert metrics.auroc([0.1, 0.2, 0.3, 0.4], labels) == 1.0
+    assert metrics.auprc([0.1, 0.2, 0.3, 0.4], labels) == 1.0
+    assert metrics.auroc([0.4, 0.3, 0.2, 0.1], labels) == 0.0
+    # Reversed: the positives enter last, at precision 1/3 (R = 1/2) and 2/4 (R = 1).
+    assert metrics.auprc([0.4, 0.3, 0.2, 0.1], labels) == pytest.approx(0.5 / 3 + 0.5 / 2)
+    assert metrics.auroc(np.zeros(4), labels) == 0.5
+    assert metrics.auprc(np.zeros(4), labels) == 0.5  # one threshold: P = positive rate, R = 1
+    # By hand: of the 4 (positive, negative) pairs, 0.8 beats both negatives, 0.35 beats 0.1
+    # and loses to 0.4: AUROC = 3/4. Descending, thresholds 0.8 (P 1, R 1/2), 0.4 (P 1/2,
+    # R 1/2), 0.35 (P 2/3, R 1), 0.1 (P 1/2, R 1): AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    scores = [0.1, 0.4, 0.35, 0.8]
+    assert metrics.auroc(scores, labels) == pytest.approx(0.75)
+    assert metrics.auprc(scores, labels) == pytest.approx(5 / 6)
+    # A tie counts half: the positive ties one negative and beats the other -> 3/4; both 0.5s
+    # enter at one threshold (P 1/2, R 1) -> AP 1/2.
+    assert metrics.auroc([0.5, 0.5, 0.2], [1, 0, 0]) == pytest.approx(0.75)
+    assert metrics.auprc([0.5, 0.5, 0.2], [True, False, False]) == pytest.approx(0.5)
+
+
+def test_auroc_auprc_match_sklearn_with_ties():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        n = 200 + 37 * trial
+        labels = rng.random(n) < 0.3
+        # Rounded scores: many ties, some across the classes.
+        scores = np.round(rng.normal(size=n) + labels, 1)
+        assert metrics.auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores),
+                                                              rel=1e-12)
+        assert metrics.auprc(scores, labels) == pytest.approx(
+            average_precision_score(labels, scores), rel=1e-12)
+
+
+def test_auroc_auprc_mae_reject_bad_inputs():
+    with pytest.raises(ValueError, match="one class"):
+        metrics.auroc([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="positive"):
+        metrics.auprc([0.1, 0.2], [0, 0])
+    with pytest.raises(ValueError, match="0/1"):
+        metrics.auroc([0.1, 0.2], [0, 2])
+    with pytest.raises(ValueError, match="shape"):
+        metrics.mean_absolute_error(np.zeros(3), np.zeros((3, 1)))
+    assert metrics.mean_absolute_error([1.0, -1.0, 3.0], [0.0, 1.0, 3.0]) == pytest.approx(1.0)

@@ -5,8 +5,9 @@ Two kinds of datasets:
 * generated in memory from a seed (shapes) or from small source files on the fly (SM-MNIST,
   ETTh1, Air Quality);
 * prepared once by a `python -m data_prep.<name>` converter into a TFDS array_record dataset
-  under ``config.data_dir`` (Sprites, MUG, Jester, Letters, FSDD, TIMIT, PhysioNet). Their module in `seqdis_jax.data`
-  defines a `PreparedSpec` named ``SPEC``; the module is imported only when the dataset is used.
+  under ``config.data_dir`` (Sprites, MUG, Jester, Letters, FSDD, TIMIT, PhysioNet). Their
+  module in `seqdis_jax.data` defines a `PreparedSpec` named ``SPEC``; the module is imported
+  only when the dataset is used.
 """
 
 from __future__ import annotations

@@ -49,6 +49,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if c.batch_norm_views not in BATCH_NORM_VIEWS:
         raise ValueError(f"config.cdsvae.batch_norm_views must be one of {BATCH_NORM_VIEWS}, "
                          f"got {c.batch_norm_views!r}.")
+    modality = config.model.get("modality", "video")
+    if c.motion_augmentation and modality != "video":
+        # C-DSVAE's audio motion view is voice conversion (Sec. 2.3), which is not implemented;
+        # its Table 6 row "w/o motion aug" is this setting.
+        raise ValueError(f"config.cdsvae.motion_augmentation is a video augmentation; set it to "
+                         f"False for config.model.modality={modality!r}.")
     if not 0.0 <= c.content_reverse_probability <= 1.0:
         raise ValueError("config.cdsvae.content_reverse_probability must be in [0, 1].")
 
@@ -103,7 +109,7 @@ def loss_fn(
     out, view_posteriors, batch_stats = encode_views(
         model, params, batch_stats, x, views, model_rng, c.batch_norm_views, train)
 
-    recon = dsvae.reconstruction_error(x, out["reconstruction"])
+    recon = dsvae.output_reconstruction_error(x, out)
     kl_s, kl_d = dsvae.kl_terms(out)
     # C-DSVAE eq. (8): the contrasted codes are posterior means.
     mi_s_x = estimators.paired_views_info_nce(

@@ -168,16 +168,21 @@ def loss_fn(
     x = batch["video"]
     out, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": rng})
-    x_hat = out["reconstruction"]
     steps = x.shape[1]
     a = anchor_index(c.anchor, steps)
+
+    def error_of(frames):  # the reconstruction term over the frames `frames` selects
+        logvar = out.get("reconstruction_logvar")  # series: the Gaussian likelihood's
+        return dsvae.reconstruction_error(frames(x), frames(out["reconstruction"]),
+                                          None if logvar is None else frames(logvar))
+
     # Eq. (5): the sequence term over t != a (or every frame), and the anchor's frame
     # decoded from (s, d_a).
     if c.sequence_reconstruction == "all":
-        recon = dsvae.reconstruction_error(x, x_hat)
+        recon = error_of(lambda v: v)
     else:
-        recon = dsvae.reconstruction_error(jnp.delete(x, a, axis=1), jnp.delete(x_hat, a, axis=1))
-    recon_anchor = dsvae.reconstruction_error(x[:, a], x_hat[:, a])
+        recon = error_of(lambda v: jnp.delete(v, a, axis=1))
+    recon_anchor = error_of(lambda v: v[:, a])
     alpha = c.anchor_weight if c.first_frame_loss else 0.0
     scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)  # eq. (6), the anchor masked by the posterior's output

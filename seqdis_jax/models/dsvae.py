@@ -9,6 +9,14 @@ Loss (negative ELBO, C-DSVAE eq. 3 / App. A.1):
                                  + w_d sum_t KL[q(d_t|.) || p(d_t | d_<t)],
 every KL in closed form, the dynamic one against the prior teacher-forced on the posterior
 sample d_<t; all terms are summed over dimensions and time and averaged over the batch.
+
+Modalities (`modality`, SPYL App. A.3, DBSE App. A.4): the posteriors, the prior and every
+method's loss are shared; only the frame networks differ.
+  * `video`: the DCGAN-64 conv encoder and decoder (`seqdis_jax.nn.video`), squared error.
+  * `speech`: no encoder (the spectral frames feed the LSTMs), an MLP decoder
+    (`seqdis_jax.nn.speech`), squared error.
+  * `series`: the GLR MLP encoder and LSTM decoder (`seqdis_jax.nn.series`) with a Gaussian
+    likelihood; the reconstruction term is its negative log-likelihood.
 """
 
 from __future__ import annotations
@@ -23,9 +31,13 @@ import ml_collections
 from seqdis_jax import estimators
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
 from seqdis_jax.nn.recurrent import DynamicPosterior, DynamicPrior, StaticPosterior
+from seqdis_jax.nn.series import SeriesDecoder, SeriesEncoder
+from seqdis_jax.nn.speech import SpeechDecoder
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, apply_updating_batch_stats
 
 Array = jax.Array
+
+MODALITIES = ("video", "speech", "series")
 
 
 class DSVAE(nn.Module):
@@ -44,28 +56,52 @@ class DSVAE(nn.Module):
     channels: int = 3
     dtype: Any = None
     fast_conv_transpose: bool = True
+    modality: str = "video"  # one of MODALITIES
+    num_features: int = 0  # F of a speech / series frame (B, T, F)
 
     def setup(self):
-        self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype)
-        self.decoder = FrameDecoder(
-            self.channels, self.width, self.dtype, self.fast_conv_transpose
-        )
+        if self.modality == "video":
+            self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype)
+            self.decoder = FrameDecoder(
+                self.channels, self.width, self.dtype, self.fast_conv_transpose
+            )
+        elif self.modality == "speech":
+            self.decoder = SpeechDecoder(self.num_features, dtype=self.dtype)
+        elif self.modality == "series":
+            self.encoder = SeriesEncoder(self.dtype)
+            self.decoder = SeriesDecoder(self.num_features, self.dtype)
+        else:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}.")
         self.static_posterior = StaticPosterior(self.static_dim, self.hidden_dim, self.dtype)
         self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim, self.dtype)
         self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype)
 
     def encode_frames(self, x: Array, train: bool) -> Array:
-        """(B, T, H, W, C) -> per-frame features (B, T, g), all frames as one (B*T) batch."""
+        """x_1:T -> per-frame features (B, T, g). Video: (B, T, H, W, C), all frames as one
+        (B*T) conv batch; speech: the (B, T, F) frames themselves; series: the per-step MLP."""
+        if self.modality == "speech":
+            return x.astype(self.dtype or jnp.float32)
+        if self.modality == "series":
+            return self.encoder(x)
         b, t = x.shape[:2]
         return self.encoder(x.reshape((b * t,) + x.shape[2:]), train).reshape(b, t, -1)
 
-    def decode(self, s: Array, d: Array, train: bool) -> Array:
-        """Decoder input concat(s broadcast over time, d_t) -> frames (B, T, H, W, C)."""
+    def decode_distribution(self, s: Array, d: Array, train: bool) -> tuple[Array, Array | None]:
+        """Decoder input concat(s broadcast over time, d_t) -> (mean of x_1:T, its log-variance
+        or None). Only `series` has a learned variance; the others are squared-error models."""
         b, t = d.shape[:2]
         s_t = jnp.broadcast_to(s[:, None, :], (b, t, s.shape[-1]))
-        z = jnp.concatenate([s_t, d], axis=-1).reshape(b * t, -1)
-        frames = self.decoder(z, train)
-        return frames.reshape((b, t) + frames.shape[1:])
+        z = jnp.concatenate([s_t, d], axis=-1)
+        if self.modality == "series":
+            return self.decoder(z)
+        if self.modality == "speech":
+            return self.decoder(z), None
+        frames = self.decoder(z.reshape(b * t, -1), train)
+        return frames.reshape((b, t) + frames.shape[1:]), None
+
+    def decode(self, s: Array, d: Array, train: bool) -> Array:
+        """(s, d_1:T) -> the decoded sequence x_1:T (the likelihood's mean)."""
+        return self.decode_distribution(s, d, train)[0]
 
     def posterior(self, features: Array) -> dict[str, Array]:
         """Posterior parameters and reparameterised samples of s and d_1:T."""
@@ -87,7 +123,9 @@ class DSVAE(nn.Module):
         # The prior models d's first dynamic_dim dimensions (R-WAE's weakly supervised d
         # carries its action code after them).
         out["prior_mean"], out["prior_logvar"] = self.prior(out["d"][..., :self.dynamic_dim])
-        out["reconstruction"] = self.decode(out["s"], out["d"], train)
+        out["reconstruction"], logvar = self.decode_distribution(out["s"], out["d"], train)
+        if logvar is not None:
+            out["reconstruction_logvar"] = logvar
         return out
 
     def __call__(self, x: Array, train: bool = True) -> dict[str, Array]:
@@ -122,6 +160,8 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         channels=config.data.channels,
         dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
         fast_conv_transpose=m.fast_conv_transpose,
+        modality=m.get("modality", "video"),
+        num_features=config.data.get("num_features", 0),
         **fields,
     )
 
@@ -156,9 +196,26 @@ def mws_static_dynamic(out: dict[str, Array], dataset_size: int) -> Array:
         dataset_size=dataset_size)["mi_s_d"]
 
 
-def reconstruction_error(x: Array, x_hat: Array) -> Array:
-    """Sum of squared errors over frames and pixels, averaged over the batch."""
-    return jnp.mean(jnp.sum(jnp.square(x_hat - x).reshape(x.shape[0], -1), axis=-1))
+def reconstruction_error_per_sequence(x: Array, x_hat: Array, logvar: Array | None = None
+                                      ) -> Array:
+    """-log p(x_1:T | s, d_1:T) up to a constant, summed over frames and features, (B,).
+    Without `logvar`: the sum of squared errors (the papers' MSE term). With the decoder's
+    log-variance (series): the Gaussian negative log-likelihood
+    0.5 * (log 2 pi + logvar + (x - x_hat)^2 / e^logvar)."""
+    sq = jnp.square(x_hat - x)
+    if logvar is not None:
+        sq = 0.5 * (jnp.log(2.0 * jnp.pi) + logvar + sq * jnp.exp(-logvar))
+    return jnp.sum(sq.reshape(x.shape[0], -1), axis=-1)
+
+
+def reconstruction_error(x: Array, x_hat: Array, logvar: Array | None = None) -> Array:
+    """`reconstruction_error_per_sequence` averaged over the batch."""
+    return jnp.mean(reconstruction_error_per_sequence(x, x_hat, logvar))
+
+
+def output_reconstruction_error(x: Array, out: dict[str, Array]) -> Array:
+    """`reconstruction_error` of a model output, with its likelihood variance when it has one."""
+    return reconstruction_error(x, out["reconstruction"], out.get("reconstruction_logvar"))
 
 
 # How a method reduces its reconstruction error over the batch (its reconstruction_reduction).
@@ -210,7 +267,7 @@ def loss_fn(
     x = batch["video"]
     out, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": rng})
-    recon = reconstruction_error(x, out["reconstruction"])
+    recon = output_reconstruction_error(x, out)
     kl_s, kl_d = kl_terms(out)
     loss = recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
     metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d)

@@ -49,7 +49,7 @@ import optax
 
 from seqdis_jax import estimators, optim
 from seqdis_jax.models import dsvae
-from seqdis_jax.models.dsvae import DSVAE, kl_terms, reconstruction_error
+from seqdis_jax.models.dsvae import DSVAE, kl_terms, output_reconstruction_error
 from seqdis_jax.nn.critic import LatentCritic
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.recurrent import dense_init
@@ -241,11 +241,11 @@ def train_update(model, tx, config, state, batch, rng):
 # The objective.
 
 
-def _reconstruction(x: Array, x_hat: Array, kind: str) -> Array:
-    if kind == "l2":
-        return reconstruction_error(x, x_hat)
+def _reconstruction(x: Array, out: dict[str, Array], kind: str) -> Array:
+    if kind == "l2":  # squared error, or the Gaussian NLL of a series decoder
+        return output_reconstruction_error(x, out)
     # Bernoulli log-likelihood of binary frames (SM-MNIST); the decoder outputs probabilities.
-    p = jnp.clip(x_hat, 1e-6, 1 - 1e-6)
+    p = jnp.clip(out["reconstruction"], 1e-6, 1 - 1e-6)
     bce = -(x * jnp.log(p) + (1 - x) * jnp.log1p(-p))
     return jnp.mean(jnp.sum(bce.reshape(x.shape[0], -1), axis=-1))
 
@@ -291,7 +291,7 @@ def objectives(model, params, batch_stats, batch, rng, config, train=True):
     model_rng, prior_rng, static_rng = jax.random.split(rng, 3)
     out, new_batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": model_rng})
-    recon = _reconstruction(x, out["reconstruction"], r.reconstruction)
+    recon = _reconstruction(x, out, r.reconstruction)
 
     dd = config.model.dynamic_dim
     motion_d = out["d"][..., :dd]  # without the action code

@@ -194,7 +194,7 @@ def loss_fn(
     model_rng, view_rng = jax.random.split(rng)
     out, batch_stats = apply_updating_batch_stats(
         model, params, batch_stats, x, train, rngs={"sample": model_rng})
-    recon = dsvae.reconstruction_error(x, out["reconstruction"])  # per sequence
+    recon = dsvae.output_reconstruction_error(x, out)  # per sequence
     recon_scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)
     mi_s_x, mi_d_x, batch_stats = contrastive_terms(
