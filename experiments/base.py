@@ -376,3 +376,69 @@ def shrink_sequence_model_to_smoke(config: ml_collections.ConfigDict) -> None:
     config.eval.downstream_steps = 5
     config.eval.downstream_seeds = 2
     config.eval.downstream_train_limit = 64
+
+
+def series_config(dataset: str, variant: str, settings: SeriesSettings, num_features: int,
+                  num_train: int) -> ml_collections.ConfigDict:
+    """A time-series experiment (ETTh1, Air Quality, PhysioNet) for a `variant` of
+    SERIES_VARIANTS: `<method>` the paper settings for as many epochs as the paper's maximum
+    (SPYL 600, DBSE 1000); `<method>_cpu` batch 64 and 3000 steps; `smoke` / `<method>_smoke`.
+    The experiment file adds its downstream tasks."""
+    method = "dsvae" if variant == "smoke" else variant.removesuffix("_smoke").removesuffix(
+        "_cpu")
+    config = base_config()
+    config.data.name = dataset
+    config.data.num_features = num_features
+    config.data.num_train = num_train
+    set_series_method(config, method, settings)
+    epochs = 1000 if method == "dbse" else 600
+    config.train.num_steps = epochs * num_train // config.data.batch_size
+    config.train.checkpoint_every = 5000
+    config.train.log_every = 200
+    config.eval.evaluators = ("reconstruction", "grids", "latent_classification",
+                              "mutual_information", "tsne", "downstream")
+    config.eval.limit = 2000  # sequences for latent classification and t-SNE
+    config.eval.latent_seeds = 3
+    if variant.endswith("_cpu"):
+        config.data.batch_size = 64
+        config.train.num_steps = 10_000
+        config.train.checkpoint_every = 2000
+    elif variant.endswith("smoke"):
+        shrink_sequence_model_to_smoke(config)
+        config.eval.evaluators = ("all",)
+    return config
+
+
+SERIES_VARIANTS = (SERIES_METHODS + tuple(f"{m}_cpu" for m in SERIES_METHODS) + ("smoke",)
+                   + tuple(f"{m}_smoke" for m in SERIES_METHODS if m != "dsvae"))
+
+
+SPEECH_VARIANTS = (SPEECH_METHODS + tuple(f"{m}_cpu" for m in SPEECH_METHODS) + ("smoke",)
+                   + tuple(f"{m}_smoke" for m in SPEECH_METHODS if m != "dsvae"))
+
+
+def speech_config(dataset: str, variant: str, num_train: int, epochs: int
+                  ) -> ml_collections.ConfigDict:
+    """A speech experiment (FSDD, TIMIT) for a `variant` of SPEECH_VARIANTS: `<method>` the
+    paper's TIMIT settings (`set_speech_method`) for `epochs`; `<method>_cpu` LSTMs of 128 and
+    batch 32 for 3000 steps; `smoke` / `<method>_smoke`. 200-d log-magnitude frames."""
+    method = "dsvae" if variant == "smoke" else variant.removesuffix("_smoke").removesuffix(
+        "_cpu")
+    config = base_config()
+    config.data.name = dataset
+    config.data.num_features = 200
+    config.data.num_train = num_train
+    set_speech_method(config, method)
+    config.train.num_steps = epochs * num_train // config.data.batch_size
+    config.train.checkpoint_every = 2000
+    config.eval.limit = None  # every test segment: the EER averages each utterance's segments
+    config.eval.latent_seeds = 3
+    if variant.endswith("_cpu"):
+        config.model.hidden_dim = 128
+        config.data.batch_size = 32
+        config.train.num_steps = 3000
+        config.train.log_every = 100
+        config.train.checkpoint_every = 1000
+    elif variant.endswith("smoke"):
+        shrink_sequence_model_to_smoke(config)
+    return config

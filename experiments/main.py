@@ -76,7 +76,9 @@ def run(config, workdir: str, mode: str) -> dict:
     workdir = _prepare_workdir(workdir, mode)
     configuration.validate(config)
     test_data = registry.load(config.data, "test")  # before anything is written to the workdir
-    try:
+    try:  # the evaluators' needs, before a long training run ends in a refusal
+        evaluate.select_evaluators(config.eval.evaluators, test_data,
+                                   config.model.get("modality", "video"))
         evaluate.check_downstream_tasks(config, test_data)
     except ValueError as e:
         raise configuration.UserInputError(str(e)) from None

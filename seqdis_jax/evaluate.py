@@ -229,16 +229,21 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
     return {f"test/{k}": v / count for k, v in totals.items()} | {"test/num_sequences": count}
 
 
+SPECTROGRAM_TIME_ZOOM = 4  # pixels per time step of a heat map
+
+
 def sequences_as_pictures(rows: np.ndarray) -> np.ndarray:
-    """(R, T, F) feature sequences -> (R, 1, F, T, 1) heat maps in [0, 1], one picture per
-    sequence with time to the right and feature 0 (the lowest frequency) at the bottom, all on
-    one colour scale (C-DSVAE Fig. 13's spectrograms); video (R, T, H, W, C) passes through."""
+    """(R, T, F) feature sequences -> (1, R, F, 4T, 1): one heat map per sequence, left to
+    right in a single grid row, time to the right and feature 0 (the lowest frequency) at the
+    bottom, all on one colour scale (C-DSVAE Fig. 13's spectrograms). Video (R, T, H, W, C)
+    passes through."""
     rows = np.asarray(rows, np.float32)
     if rows.ndim == 5:
         return rows
     lo, hi = np.percentile(rows, 1), np.percentile(rows, 99)
     scaled = (rows - lo) / max(float(hi - lo), 1e-9)
-    return np.transpose(scaled, (0, 2, 1))[:, None, ::-1, :, None]
+    maps = np.repeat(np.transpose(scaled, (0, 2, 1))[:, ::-1], SPECTROGRAM_TIME_ZOOM, axis=2)
+    return maps[None, :, :, :, None]
 
 
 def frames_to_grid(rows: np.ndarray, gap: int = 2) -> np.ndarray:
@@ -630,6 +635,11 @@ def mutual_information(ctx: EvalContext) -> dict[str, Any]:
             break  # MWS needs a full batch of distinct sequences
         values.append(jax.device_get(fn(ctx.variables, ctx.video(batch),
                                         jax.random.fold_in(ctx.rng, i))))
+    if not values:
+        print(f"Warning: mutual_information skipped: the test split has fewer than "
+              f"config.eval.mi_batch_size={size} sequences; lower it.", file=sys.stderr,
+              flush=True)
+        return {}
     return {f"mi/{k.removeprefix('mi_')}": float(np.mean([v[k] for v in values]))
             for k in values[0] if k.startswith("mi_")}
 

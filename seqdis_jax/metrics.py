@@ -77,7 +77,7 @@ def verification_eer(vectors: np.ndarray, identity: np.ndarray) -> float:
     return equal_error_rate(sims[i, j], identity[i] == identity[j])
 
 
-def _classifier(name: str, seed: int):
+def _classifier(name: str, seed: int, num_train: int):
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import SVC
@@ -86,7 +86,8 @@ def _classifier(name: str, seed: int):
     factories = {
         "svc": lambda: SVC(),
         "random_forest": lambda: RandomForestClassifier(random_state=seed),
-        "knn": lambda: KNeighborsClassifier(),
+        # sklearn's 5 neighbours, fewer only when the split has fewer training points.
+        "knn": lambda: KNeighborsClassifier(min(5, num_train)),
     }
     if name not in factories:
         raise ValueError(f"Unknown latent classifier {name!r}; choose from {sorted(factories)}.")
@@ -112,8 +113,8 @@ def latent_classification(
             x_tr, x_te, y_tr, y_te = train_test_split(
                 features, labels, test_size=test_fraction, random_state=seed
             )
-            accuracies.append(float(np.mean(_classifier(name, seed).fit(x_tr, y_tr).predict(x_te)
-                                            == y_te)))
+            classifier = _classifier(name, seed, len(y_tr)).fit(x_tr, y_tr)
+            accuracies.append(float(np.mean(classifier.predict(x_te) == y_te)))
         results[name] = (float(np.mean(accuracies)), float(np.std(accuracies)))
     return results
 
