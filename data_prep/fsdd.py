@@ -160,7 +160,7 @@ def prepare(
     if already_prepared(name, data_dir, fsdd.TFDS_VERSION, digest):
         return final, False
     counts, rate, mean, std = _statistics(source_dir, recordings, opts, name)
-    speakers = fsdd.speaker_names(recordings)
+    speakers = audio.speaker_names(recordings)
     splits = {
         split: [i for i, r in enumerate(recordings) if r.split == split]
         for split in ("train", "test")

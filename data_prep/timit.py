@@ -172,7 +172,7 @@ def prepare(
         )
     except (OSError, ValueError) as e:
         raise InputError(str(e)) from e
-    speakers = timit.speaker_names(utterances)
+    speakers = audio.speaker_names(utterances)
     splits = {
         split: [i for i, u in enumerate(utterances) if u.split == split]
         for split in ("train", "test")

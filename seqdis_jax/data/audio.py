@@ -44,7 +44,7 @@ from the file's first bytes whatever its name says.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -434,3 +434,8 @@ def train_statistics(
     if rate is None:
         raise ValueError("no audio file to read")
     return (counts, rate, *stats.mean_std())
+
+
+def speaker_names(recordings: Iterable[Any]) -> tuple[str, ...]:
+    """The distinct ``speaker`` of the recordings, sorted: a ``speaker`` ClassLabel's names."""
+    return tuple(sorted({r.speaker for r in recordings}))

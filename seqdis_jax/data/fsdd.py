@@ -134,11 +134,6 @@ def find_recordings(source_dir: str) -> list[Recording]:
     return sorted(recordings, key=lambda r: (r.digit, r.speaker, r.take))
 
 
-def speaker_names(recordings: list[Recording]) -> tuple[str, ...]:
-    """The speakers' names, sorted: the ``speaker`` ClassLabel's names."""
-    return tuple(sorted({r.speaker for r in recordings}))
-
-
 def read_normalisation(
     data_dir: str | os.PathLike, features: str = DEFAULT_FEATURES
 ) -> tuple[np.ndarray, np.ndarray]:

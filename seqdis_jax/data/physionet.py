@@ -95,6 +95,17 @@ def _minutes(text: str) -> int:
     return 60 * int(hours) + int(minutes)
 
 
+def _read_lines(path: str, header: tuple[str, ...]) -> list[str]:
+    """The lines of a challenge CSV file after checking its header line."""
+    with open(path, encoding="utf-8-sig") as f:
+        lines = f.read().splitlines()
+    found = tuple(c.strip() for c in lines[0].split(",")) if lines else ()
+    if found != header:
+        raise ValueError(f"{path} line 1: expected the header {','.join(header)}, "
+                         f"got {lines[0] if lines else '<empty file>'!r}")
+    return lines
+
+
 def read_record(path: str) -> PatientRecord:
     """Parses a record file into per-bin means; raises ValueError naming the file and line of
     a malformed line, a missing RecordID or ICUType, or an ICUType outside 1..4."""
@@ -102,12 +113,7 @@ def read_record(path: str) -> PatientRecord:
     counts = np.zeros((NUM_BINS, len(FEATURES)), np.int64)
     column = {name: j for j, name in enumerate(FEATURES)}
     descriptors: dict[str, tuple[float, int]] = {}  # name -> (value, line)
-    with open(path, encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
-    header = tuple(c.strip() for c in lines[0].split(",")) if lines else ()
-    if header != RECORD_HEADER:
-        raise ValueError(f"{path} line 1: expected the header {','.join(RECORD_HEADER)}, "
-                         f"got {lines[0] if lines else '<empty file>'!r}")
+    lines = _read_lines(path, RECORD_HEADER)
     for number, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
@@ -142,12 +148,7 @@ def read_record(path: str) -> PatientRecord:
 def read_outcomes(path: str) -> dict[int, int]:
     """{RecordID: In-hospital_death (0 or 1)} of an Outcomes file; ValueError naming the file
     and line of a malformed one."""
-    with open(path, encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
-    header = tuple(c.strip() for c in lines[0].split(",")) if lines else ()
-    if header != OUTCOME_HEADER:
-        raise ValueError(f"{path} line 1: expected the header {','.join(OUTCOME_HEADER)}, "
-                         f"got {lines[0] if lines else '<empty file>'!r}")
+    lines = _read_lines(path, OUTCOME_HEADER)
     outcomes = {}
     for number, line in enumerate(lines[1:], 2):
         if not line.strip():

@@ -250,11 +250,6 @@ def find_utterances(
     return root, sorted(utterances, key=lambda u: u.key), skipped
 
 
-def speaker_names(utterances: list[Utterance]) -> tuple[str, ...]:
-    """The speakers of the build, sorted: the ``speaker`` ClassLabel's names."""
-    return tuple(sorted({u.speaker for u in utterances}))
-
-
 def read_normalisation(
     data_dir: str | os.PathLike, features: str = DEFAULT_FEATURES
 ) -> tuple[np.ndarray, np.ndarray]:
