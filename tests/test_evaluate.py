@@ -87,3 +87,31 @@ def test_shapes_judge_reaches_99_percent_on_every_factor(tmp_path):
     assert set(accuracy) == {"shape", "color", "size", "motion"}
     for factor, value in accuracy.items():
         assert value >= 0.99, (factor, value, results)
+
+
+def test_speech_verification_averages_each_utterance_first():
+    """Speaker-separable codes (DSVAE/SPYL B.5 protocol): one vector per utterance, the mean of
+    its segments' codes; s holds the speaker, d only noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    speakers, utterances, segments = 4, 3, 5
+    centres = rng.normal(size=(speakers, 8)) * 3
+    speaker = np.repeat(np.arange(speakers), utterances * segments)
+    utterance = np.repeat(np.arange(speakers * utterances), segments)
+    # Segment noise large enough that single segments are often misverified.
+    s = centres[speaker] + rng.normal(size=(len(speaker), 8)) * 4
+    d = rng.normal(size=(len(speaker), 6, 4))
+    dataset = registry.Dataset(source=None, video_shape=(6, 4), static_factors=("speaker",),
+                               dynamic_factors=(), num_classes={"speaker": speakers},
+                               group="utterance")
+    codes = {"s_mean": s, "d_mean": d, "speaker": speaker, "utterance": utterance}
+    ctx = evaluate.EvalContext(config=None, workdir="", model=None, variables={},
+                               dataset=dataset, rng=None, _codes=codes)
+    grouped = evaluate.verification_eer(ctx)
+    ungrouped = evaluate.verification_eer(
+        dataclasses.replace(ctx, dataset=dataclasses.replace(dataset, group=None)))
+    assert grouped["eer/static"] < ungrouped["eer/static"]
+    assert grouped["eer/static"] < 0.1
+    assert grouped["eer/dynamic"] > 0.25  # d is noise: near chance
+    assert grouped["eer/gap"] == pytest.approx(grouped["eer/dynamic"] - grouped["eer/static"])
