@@ -16,7 +16,6 @@ test scores; `fit_and_score_seeds` repeats it over seeds (the papers report mean
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -50,33 +49,6 @@ def _check_kind(kind: str, num_classes: int | None) -> None:
     if kind != "multiclass" and num_classes is not None:
         raise ValueError(f"num_classes is for multiclass tasks only; got {num_classes!r} for "
                          f"a {kind} task.")
-
-
-@dataclasses.dataclass(frozen=True)
-class Task:
-    """A downstream task: its `kind` ("regression", "binary" or "multiclass") sets the loss
-    and the scores (`metric_names`); `num_classes` is for multiclass tasks only."""
-
-    name: str
-    kind: str
-    num_classes: int | None = None
-
-    def __post_init__(self):
-        _check_kind(self.kind, self.num_classes)
-
-    @property
-    def metric_names(self) -> tuple[str, ...]:
-        return METRICS[self.kind]
-
-
-# The tasks of the papers' tables (the integrator maps each to its inputs and targets).
-PAPER_TASKS = (
-    Task("etth1_oil_temperature", "regression"),
-    Task("air_quality_rain", "regression"),
-    Task("air_quality_month", "multiclass", 12),
-    Task("physionet_mortality", "binary"),
-    Task("physionet_icu_unit", "multiclass", 4),
-)
 
 
 class SequencePredictor(nn.Module):

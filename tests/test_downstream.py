@@ -110,11 +110,3 @@ def test_bad_inputs_raise_one_value_error(change, match):
     with pytest.raises(ValueError, match=match) as info:
         downstream.fit_and_score(**args, steps=1)
     assert "\n" not in str(info.value)
-
-
-def test_task_validates_kind():
-    assert [t.metric_names for t in downstream.PAPER_TASKS][-2] == ("auroc", "auprc", "accuracy")
-    with pytest.raises(ValueError, match="num_classes"):
-        downstream.Task("month", "multiclass")
-    with pytest.raises(ValueError, match="Unknown task kind"):
-        downstream.Task("x", "ranking")
