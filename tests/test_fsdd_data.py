@@ -325,3 +325,17 @@ def test_real_recordings(tmp_path):
             assert files[r["utterance"]][:3] == (
                 int(r["digit"]), speakers[r["speaker"]], int(r["take"])
             )
+
+
+def test_an_unprepared_mel_build_names_the_flag_that_writes_it(tmp_path):
+    from seqdis_jax.data import registry
+
+    config = ml_collections.ConfigDict(dict(name="fsdd", data_dir=str(tmp_path),
+                                            tfds_name="fsdd_mel"))
+    with pytest.raises(registry.NotPreparedError) as info:
+        registry.load(config, "test")
+    message = str(info.value)
+    assert "python -m data_prep.fsdd" in message and message.endswith("--features=log_mel")
+    config.tfds_name = ""
+    with pytest.raises(registry.NotPreparedError, match=r"--data_dir=\S+$"):
+        registry.load(config, "test")

@@ -70,6 +70,8 @@ SPEC = PreparedSpec(
     num_classes=NUM_CLASSES,
     prepare_command="python -m data_prep.fsdd --source_dir=<the FSDD recordings folder>",
     group=GROUP,
+    build_flags={suffix: f"--features={features}"
+                 for features, suffix in FEATURE_SUFFIXES.items() if suffix},
 )
 
 _NAME = re.compile(r"(?P<digit>\d)_(?P<speaker>[A-Za-z]+)_(?P<take>\d+)\.wav")

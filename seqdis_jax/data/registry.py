@@ -59,6 +59,9 @@ class PreparedSpec:
     prepare_command: str
     # Builds named "<tfds_name>_subset_<n>" come from `prepare_command --<subset_flag>=<n>`.
     subset_flag: str | None = None
+    # Other builds the converter can write: name suffix -> the flags that write it, e.g.
+    # {"_mel": "--features=log_mel"} for "fsdd_mel".
+    build_flags: Mapping[str, str] = dataclasses.field(default_factory=dict)
     frame_factors: tuple[str, ...] = ()  # per-frame labels (T,), see `Dataset`
     targets: tuple[str, ...] = ()  # see `Dataset`
     group: str | None = None  # see `Dataset`
@@ -68,6 +71,9 @@ class PreparedSpec:
         subset = name.removeprefix(f"{self.tfds_name}_subset_")
         if self.subset_flag and subset != name:
             command += f" --{self.subset_flag}={subset}"
+        suffix = name.removeprefix(self.tfds_name)
+        if suffix in self.build_flags:
+            command += f" {self.build_flags[suffix]}"
         return command
 
 

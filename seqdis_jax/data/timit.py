@@ -102,6 +102,8 @@ SPEC = PreparedSpec(
         "python -m data_prep.timit --source_dir=<the TIMIT folder holding TRAIN/ and TEST/>"
     ),
     group=GROUP,
+    build_flags={suffix: f"--features={features}"
+                 for features, suffix in FEATURE_SUFFIXES.items() if suffix},
 )
 
 _UTTERANCE = re.compile(r"(SA|SI|SX)(\d+)")
