@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from absl import app, flags
 
+from data_prep import speech
 from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
 from seqdis_jax.data import array_record, audio, fsdd
 
@@ -53,13 +54,7 @@ CITATION = """@misc{jackson2018fsdd,
 
 def options(features: str = fsdd.DEFAULT_FEATURES, hop: int = fsdd.DEFAULT_HOP) -> dict:
     """The options after validation (InputError for bad ones), as stored in the metadata."""
-    if features not in audio.FEATURE_KINDS:
-        raise InputError(
-            f"--features must be one of {', '.join(audio.FEATURE_KINDS)}, got {features!r}"
-        )
-    if hop < 1:
-        raise InputError(f"--hop must be >= 1 frame, got {hop}")
-    return {"features": features, "hop": int(hop), "segment_frames": fsdd.SEGMENT_FRAMES}
+    return speech.check_options(features, hop)
 
 
 def scan(source_dir: str) -> list[fsdd.Recording]:
@@ -94,53 +89,6 @@ def features(speakers: Sequence[str], kind: str) -> dict[str, array_record.Featu
     }
 
 
-def _statistics(
-    source_dir: str, recordings: Sequence[fsdd.Recording], opts: dict, label: str
-) -> tuple[list[int], int, np.ndarray, np.ndarray]:
-    """Pass 1 (`audio.train_statistics`): segments per recording, sample rate, mean, std."""
-    progress = Progress(len(recordings), f"{label} (reading, train statistics)", "recordings")
-    try:
-        return audio.train_statistics(
-            [os.path.join(source_dir, r.name) for r in recordings],
-            [r.split == "train" for r in recordings],
-            opts["features"],
-            opts["hop"],
-            on_file=progress.update,
-        )
-    except (OSError, ValueError) as e:
-        raise InputError(str(e)) from e
-
-
-def _records(
-    source_dir: str,
-    recordings: Sequence[fsdd.Recording],
-    indices: Sequence[int],
-    speakers: Sequence[str],
-    opts: dict,
-    normalisation: tuple[int, np.ndarray, np.ndarray],
-    progress: Progress,
-) -> Iterator[dict[str, object]]:
-    """Pass 2: the standardised segments of the recordings ``indices``, in order."""
-    rate, mean, std = normalisation
-    for i in indices:
-        recording = recordings[i]
-        path = os.path.join(source_dir, recording.name)
-        try:
-            segments, _ = audio.utterance_segments(path, opts["features"], opts["hop"], rate)
-        except (OSError, ValueError) as e:  # the file changed since pass 1
-            raise InputError(str(e)) from e
-        for k, video in enumerate(audio.standardise(segments, mean, std)):
-            yield {
-                "video": video,
-                "speaker": np.int32(speakers.index(recording.speaker)),
-                "digit": np.int32(recording.digit),
-                "utterance": np.int32(i),
-                "take": np.int32(recording.take),
-                "segment": np.int32(k),
-            }
-        progress.update()
-
-
 def prepare(
     source_dir: str,
     data_dir: str,
@@ -159,7 +107,9 @@ def prepare(
     final = array_record.version_dir(name, data_dir, fsdd.TFDS_VERSION)
     if already_prepared(name, data_dir, fsdd.TFDS_VERSION, digest):
         return final, False
-    counts, rate, mean, std = _statistics(source_dir, recordings, opts, name)
+    paths = [os.path.join(source_dir, r.name) for r in recordings]
+    counts, rate, mean, std = speech.train_statistics(
+        paths, [r.split == "train" for r in recordings], opts, name, "recordings")
     speakers = audio.speaker_names(recordings)
     splits = {
         split: [i for i, r in enumerate(recordings) if r.split == split]
@@ -170,9 +120,11 @@ def prepare(
         name,
         data_dir,
         {
-            split: _records(
-                source_dir, recordings, indices, speakers, opts, (rate, mean, std), progress
-            )
+            split: speech.segment_records(
+                paths, indices, opts, (rate, mean, std), progress,
+                lambda i: {"speaker": np.int32(speakers.index(recordings[i].speaker)),
+                           "digit": np.int32(recordings[i].digit),
+                           "take": np.int32(recordings[i].take)})
             for split, indices in splits.items()
         },
         features(speakers, features_kind),

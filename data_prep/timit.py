@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from absl import app, flags
 
+from data_prep import speech
 from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
 from seqdis_jax.data import array_record, audio, timit
 
@@ -59,23 +60,13 @@ def options(
     test_speakers: str = "core",
 ) -> dict:
     """The options after validation (InputError for bad ones), as stored in the metadata."""
-    if features not in audio.FEATURE_KINDS:
-        raise InputError(
-            f"--features must be one of {', '.join(audio.FEATURE_KINDS)}, got {features!r}"
-        )
-    if hop < 1:
-        raise InputError(f"--hop must be >= 1 frame, got {hop}")
+    checked = speech.check_options(features, hop)
     if test_speakers not in timit.TEST_SPEAKER_CHOICES:
         raise InputError(
             f"--test_speakers must be one of {', '.join(timit.TEST_SPEAKER_CHOICES)}, "
             f"got {test_speakers!r}"
         )
-    return {
-        "features": features,
-        "hop": int(hop),
-        "segment_frames": timit.SEGMENT_FRAMES,
-        "test_speakers": test_speakers,
-    }
+    return {**checked, "test_speakers": test_speakers}
 
 
 def scan(source_dir: str, test_speakers: str = "core") -> tuple[str, list[timit.Utterance], int]:
@@ -111,37 +102,6 @@ def features(speakers: Sequence[str], kind: str) -> dict[str, array_record.Featu
     }
 
 
-def _records(
-    root: str,
-    utterances: Sequence[timit.Utterance],
-    indices: Sequence[int],
-    speakers: Sequence[str],
-    opts: dict,
-    normalisation: tuple[int, np.ndarray, np.ndarray],
-    progress: Progress,
-) -> Iterator[dict[str, object]]:
-    """Pass 2: the standardised segments of the utterances ``indices``, in order."""
-    rate, mean, std = normalisation
-    for i in indices:
-        utterance = utterances[i]
-        path = os.path.join(root, utterance.path)
-        try:
-            segments, _ = audio.utterance_segments(path, opts["features"], opts["hop"], rate)
-        except (OSError, ValueError) as e:  # the file changed since pass 1
-            raise InputError(str(e)) from e
-        for k, video in enumerate(audio.standardise(segments, mean, std)):
-            yield {
-                "video": video,
-                "speaker": np.int32(speakers.index(utterance.speaker)),
-                "sex": np.int32(timit.SEXES.index(utterance.sex)),
-                "dialect": np.int32(timit.DIALECTS.index(utterance.dialect)),
-                "utterance": np.int32(i),
-                "sentence": np.int32(utterance.sentence_number),
-                "segment": np.int32(k),
-            }
-        progress.update()
-
-
 def prepare(
     source_dir: str,
     data_dir: str,
@@ -161,17 +121,9 @@ def prepare(
     final = array_record.version_dir(name, data_dir, timit.TFDS_VERSION)
     if already_prepared(name, data_dir, timit.TFDS_VERSION, digest):
         return final, False
-    progress = Progress(len(utterances), f"{name} (reading, train statistics)", "utterances")
-    try:
-        counts, rate, mean, std = audio.train_statistics(
-            [os.path.join(root, u.path) for u in utterances],
-            [u.split == "train" for u in utterances],
-            features_kind,
-            hop,
-            on_file=progress.update,
-        )
-    except (OSError, ValueError) as e:
-        raise InputError(str(e)) from e
+    paths = [os.path.join(root, u.path) for u in utterances]
+    counts, rate, mean, std = speech.train_statistics(
+        paths, [u.split == "train" for u in utterances], opts, name, "utterances")
     speakers = audio.speaker_names(utterances)
     splits = {
         split: [i for i, u in enumerate(utterances) if u.split == split]
@@ -183,7 +135,12 @@ def prepare(
         name,
         data_dir,
         {
-            split: _records(root, utterances, indices, speakers, opts, (rate, mean, std), progress)
+            split: speech.segment_records(
+                paths, indices, opts, (rate, mean, std), progress,
+                lambda i: {"speaker": np.int32(speakers.index(utterances[i].speaker)),
+                           "sex": np.int32(timit.SEXES.index(utterances[i].sex)),
+                           "dialect": np.int32(timit.DIALECTS.index(utterances[i].dialect)),
+                           "sentence": np.int32(utterances[i].sentence_number)})
             for split, indices in splits.items()
         },
         features(speakers, features_kind),
