@@ -59,7 +59,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.grad_clip_norm = 0.0  # 0 disables clipping
     config.train.log_every = 50
     config.train.checkpoint_every = 1000
-    config.train.keep_checkpoints = 3
+    config.train.keep_checkpoints = 3  # the latest K checkpoints are kept
+    # Also keep the `keep_best` checkpoints with the best `best_metric` (a term of the method's
+    # loss, e.g. 'loss' or 'reconstruction', averaged over the first `validation_batches`
+    # test batches at each checkpoint, in eval mode); '' disables the ranking.
+    config.train.best_metric = ""
+    config.train.best_mode = "min"  # 'min' or 'max'
+    config.train.keep_best = 1
+    config.train.validation_batches = 4
+    # NaN/Inf guard: a step with a non-finite loss or gradient is skipped (counted in the
+    # logged `skipped`); after this many consecutive skips the run stops.
+    config.train.max_skips = 10
+
+    # Devices (seqdis_jax/parallel.py): a ('data', 'fsdp') mesh; the batch is split over both
+    # axes, parameters and optimizer state over 'fsdp'. data=-1 takes every device left.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1
+    config.mesh.fsdp = 1
 
     config.eval = ml_collections.ConfigDict()
     # 'all': every evaluator the dataset's labels allow (seqdis_jax/evaluate.py); or name them.

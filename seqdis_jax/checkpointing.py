@@ -2,11 +2,16 @@
 
 The manager saves `Composite(state=..., data=...)` so a resumed run sees the same data order
 (maxtext's pattern). Orbax writes each step to a temporary directory and renames it when
-complete, so an interrupted save never shadows the previous good checkpoint.
+complete, so an interrupted save never shadows the previous good checkpoint
+(tests/test_resume.py kills a save half-way). Retention keeps the latest `keep` checkpoints
+and, when a metric is named, also the `keep_best` best by that metric.
+
+Restoring reads only Orbax's array and JSON formats: nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Any
 
@@ -16,17 +21,31 @@ import orbax.checkpoint as ocp
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (full disk, lost permissions); the earlier ones stand."""
+
+
 def checkpoint_dir(workdir: str) -> str:
     return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
 
 
 def make_manager(
-    workdir: str, save_every: int, keep: int, create: bool = True
+    workdir: str, save_every: int, keep: int, create: bool = True,
+    best_metric: str = "", best_mode: str = "min", keep_best: int = 0,
 ) -> ocp.CheckpointManager:
-    """A manager that saves every `save_every` steps and keeps the latest `keep`."""
+    """A manager that saves every `save_every` steps and keeps the latest `keep`, plus the
+    `keep_best` checkpoints with the lowest (`best_mode='min'`) or highest `best_metric`
+    among those saved with metrics."""
+    policy = ocp.checkpoint_managers.LatestN(n=keep)
+    if best_metric and keep_best > 0:
+        best = ocp.checkpoint_managers.BestN(
+            get_metric_fn=lambda metrics: metrics[best_metric],
+            reverse=best_mode == "min",  # BestN keeps the *last* n of the sorted order
+            n=keep_best, keep_checkpoints_without_metrics=False)
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy([policy, best])
     options = ocp.CheckpointManagerOptions(
         save_interval_steps=save_every,
-        preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
+        preservation_policy=policy,
         create=create,
         enable_async_checkpointing=False,
     )
@@ -41,12 +60,27 @@ def save(
     state: Any,
     data_iterator: Any | None = None,
     force: bool = False,
+    metrics: dict[str, float] | None = None,
 ) -> bool:
-    """Saves the state (and the grain iterator, when given) at `step`."""
+    """Saves the state (and the grain iterator, when given) at `step`, with `metrics` for
+    best-checkpoint retention. A failed write raises CheckpointWriteError naming the cause;
+    Orbax leaves only a temporary directory behind, which restores ignore."""
     items = dict(state=ocp.args.StandardSave(state))
     if data_iterator is not None:
         items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-    return manager.save(step, args=ocp.args.Composite(**items), force=force)
+    try:
+        return manager.save(step, args=ocp.args.Composite(**items), force=force,
+                            metrics=metrics)
+    except OSError as e:
+        cause = ("the disk is full" if e.errno == errno.ENOSPC
+                 else f"{e.strerror or e}")
+        latest = manager.latest_step()
+        kept = (f"the checkpoint of step {latest} is intact" if latest is not None
+                else "no earlier checkpoint exists")
+        raise CheckpointWriteError(
+            f"Could not write the checkpoint of step {step} to {manager.directory}: "
+            f"{cause}; {kept}. Free space (or fix the permissions) and run the same command "
+            "to resume.") from e
 
 
 def restore(

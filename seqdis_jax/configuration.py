@@ -16,7 +16,8 @@ from seqdis_jax.models.dsvae import MODALITIES
 CONFIG_FILE = "config.json"
 # Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
 MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_every",
-                    "train.keep_checkpoints", "eval.", "judge.")
+                    "train.keep_checkpoints", "train.best_", "train.keep_best",
+                    "train.validation_batches", "train.max_skips", "mesh.", "eval.", "judge.")
 # Fields added after runs were saved, with the value that means what those runs did.
 ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0}
 
@@ -82,6 +83,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         "judge.width", "judge.train.learning_rate", "judge.train.log_every",
         "judge.train.checkpoint_every", "judge.train.keep_checkpoints",
     )
+    if config.train.get("best_mode", "min") not in ("min", "max"):
+        raise UserInputError(
+            f"config.train.best_mode must be 'min' or 'max', got {config.train.best_mode!r}.")
+    for name in ("max_skips", "keep_best", "validation_batches"):
+        if name in config.train and config.train[name] < (1 if name == "max_skips" else 0):
+            raise UserInputError(
+                f"config.train.{name} must be >= {1 if name == 'max_skips' else 0}, got "
+                f"{config.train[name]}.")
     if config.eval.mi_every < 0:
         raise UserInputError(f"config.eval.mi_every must be >= 0, got {config.eval.mi_every}.")
     if not 0.0 <= config.judge.min_accuracy <= 1.0:

@@ -8,6 +8,7 @@ a resumed run reproduces the PRNG stream of an uninterrupted one.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sys
 import time
@@ -22,13 +23,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from seqdis_jax import checkpointing, models
+from seqdis_jax import checkpointing, models, parallel
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import (
-    data_parallel_shardings,
+    eval_batches,
     process_shard,
     to_global_batch,
     train_iterator,
@@ -46,6 +47,10 @@ def _log(message: str) -> None:
 
 class MissingCheckpointError(FileNotFoundError):
     """--mode=eval (or a restore) found no checkpoint in the workdir."""
+
+
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient (config.train.max_skips)."""
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -96,9 +101,12 @@ def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) ->
 
 
 def create_train_state(
-    model: Any, tx: optax.GradientTransformation, example_video: Array, rng: Array
+    model: Any, tx: optax.GradientTransformation, example_video: Array, rng: Array,
+    out_shardings: Any = None,
 ) -> TrainState:
-    """Initialises parameters, BatchNorm statistics and optimizer state (jit-compiled)."""
+    """Initialises parameters, BatchNorm statistics and optimizer state (jit-compiled), laid
+    out as `out_shardings` says (a TrainState of shardings; default: one device). Parameters
+    and optimizer state are float32 whatever the compute dtype."""
 
     def init(rng):
         params_rng, sample_rng = jax.random.split(rng)
@@ -113,7 +121,7 @@ def create_train_state(
             opt_state=tx.init(params),
         )
 
-    return jax.jit(init)(rng)
+    return jax.jit(init, out_shardings=out_shardings)(rng)
 
 
 def gradient_update(
@@ -144,16 +152,39 @@ def gradient_update(
     return new_state, metrics
 
 
+def all_finite(tree: Any) -> Array:
+    """True when every element of every leaf is finite (one fused reduction)."""
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def skip_non_finite(old: TrainState, new: TrainState, metrics: dict[str, Array]
+                    ) -> tuple[TrainState, dict[str, Array]]:
+    """The NaN/Inf guard, inside the step: when the loss, the gradient norm or any updated
+    parameter or optimizer-state entry is not finite, keep `old` (only its step counter
+    advances, so the data order and PRNG stream go on) and report `skipped` = 1."""
+    finite = all_finite((metrics.get("loss"), metrics.get("grad_norm"),
+                         new.params, new.opt_state, new.batch_stats))
+    kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    kept = kept.replace(step=new.step)
+    return kept, {**metrics, "skipped": 1.0 - finite.astype(jnp.float32)}
+
+
 def make_train_step(
     method: Any,
     model: Any,
     tx: optax.GradientTransformation,
     config: ml_collections.ConfigDict,
     max_traces: int | None = None,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
 ) -> Callable[[TrainState, dict[str, Array], Array], tuple[TrainState, dict[str, Array]]]:
     """The jitted training step, donating the state: `method.train_update` when the method
-    defines one, else `gradient_update`. With `max_traces`, a further trace (a recompilation)
-    raises (`chex.assert_max_traces`; tests use it)."""
+    defines one, else `gradient_update`, then the NaN/Inf guard (`skip_non_finite`). With
+    shardings (parallel.py), the state and batch keep their layouts across steps and metrics
+    come back replicated. With `max_traces`, a further trace (a recompilation) raises
+    (`chex.assert_max_traces`; tests use it)."""
     pixel_scale = float(config.data.pixel_scale)
     update = getattr(method, "train_update", None)
     if update is None:
@@ -162,11 +193,17 @@ def make_train_step(
     def train_step(state: TrainState, batch: dict[str, Array], rng: Array):
         rng = jax.random.fold_in(rng, state.step)
         batch = to_model_batch(batch, pixel_scale)
-        return update(model, tx, config, state, batch, rng)
+        new_state, metrics = update(model, tx, config, state, batch, rng)
+        return skip_non_finite(state, new_state, metrics)
 
     if max_traces is not None:
         train_step = chex.assert_max_traces(train_step, n=max_traces)
-    return jax.jit(train_step, donate_argnums=(0,))
+    if state_sharding is None:
+        return jax.jit(train_step, donate_argnums=(0,))
+    replicated = parallel.replicated(batch_sharding.mesh)
+    return jax.jit(train_step, donate_argnums=(0,),
+                   in_shardings=(state_sharding, batch_sharding, replicated),
+                   out_shardings=(state_sharding, replicated))
 
 
 def abstract_train_state(
@@ -199,6 +236,70 @@ def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple
     return (config.data.batch_size,) + shape
 
 
+class _SkipCounter:
+    """Host-side bookkeeping of the guard's `skipped` flags: totals and the current streak."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.total = 0
+        self.streak = 0
+
+    def update(self, flags: list[float], last_step: int, checkpoint_dir: str,
+               last_good_checkpoint: int | None) -> None:
+        for flag in flags:
+            self.streak = self.streak + 1 if flag else 0
+            self.total += int(flag)
+            if self.streak >= self.limit:
+                kept = (f"the last checkpoint, step {last_good_checkpoint}, in {checkpoint_dir} "
+                        "holds the last good parameters" if last_good_checkpoint is not None
+                        else "no checkpoint was written")
+                raise NonFiniteTrainingError(
+                    f"{self.streak} consecutive steps up to step {last_step} had a non-finite "
+                    f"loss or gradient and were skipped (config.train.max_skips="
+                    f"{self.limit}); training stopped and {kept}. Lower "
+                    "config.train.learning_rate or set config.train.grad_clip_norm, then run "
+                    "the same command to resume.")
+
+
+def make_validation_fn(method: Any, model: Any, config: ml_collections.ConfigDict,
+                       dataset: Any, batch_keys: tuple[str, ...], mesh: jax.sharding.Mesh,
+                       abstract_state: TrainState) -> Callable[[TrainState], dict[str, float]]:
+    """state -> the method's loss terms (eval mode, fixed noise) averaged over the first
+    `config.train.validation_batches` batches of `dataset`: the metric that
+    `config.train.best_metric` ranks checkpoints by."""
+    replicated = parallel.replicated(mesh)
+    batches = []
+    for batch in itertools.islice(
+            eval_batches(dataset.source, config.data.batch_size),
+            config.train.validation_batches):
+        batches.append({k: jax.make_array_from_callback(
+            batch[k].shape, replicated, functools.partial(lambda x, index: x[index], batch[k]))
+            for k in batch_keys})
+    pixel_scale = float(config.data.pixel_scale)
+
+    @jax.jit
+    def losses(state, batch):
+        out = method.loss_fn(model, state.params, state.batch_stats,
+                             to_model_batch(batch, pixel_scale), jax.random.PRNGKey(0),
+                             config, False, step=state.step)
+        return out[1][0]
+
+    if not batches:
+        raise UserInputError("config.train.best_metric needs config.train.validation_batches "
+                             ">= 1 and a non-empty test split.")
+    names = sorted(jax.eval_shape(losses, abstract_state, batches[0]))
+    if config.train.best_metric not in names:
+        raise UserInputError(
+            f"config.train.best_metric={config.train.best_metric!r} is not a term of the "
+            f"{config.method} loss; choose one of {names}.")
+
+    def validate(state: TrainState) -> dict[str, float]:
+        values = jax.device_get([losses(state, batch) for batch in batches])
+        return {k: float(np.mean([v[k] for v in values])) for k in values[0]}
+
+    return validate
+
+
 def _fit(
     method: Any,
     model: Any,
@@ -207,76 +308,119 @@ def _fit(
     workdir: str,
     batch_keys: tuple[str, ...],
     on_log: Callable[[int, Any], dict[str, Any]] | None = None,
+    validation_data: Any = None,
 ) -> tuple[TrainState, float]:
     """The training loop shared by every method and the judge.
 
-    Resumes from the latest checkpoint in `workdir` (train state and data order), runs the
-    jitted step to `config.train.num_steps`, logs the mean of each `log_every` interval (one
-    host transfer per interval), checkpoints every `checkpoint_every` steps and at the end.
+    Builds the mesh of `config.mesh` (parallel.py), resumes from the latest checkpoint in
+    `workdir` (train state, data order, PRNG stream), runs the jitted step to
+    `config.train.num_steps`, logs the mean of each `log_every` interval over the steps the
+    NaN/Inf guard kept (one host transfer per interval), stops after
+    `config.train.max_skips` consecutive skipped steps, checkpoints every `checkpoint_every`
+    steps and at the end (ranked by `config.train.best_metric` on `validation_data` when set).
     `on_log(step, state)` may return extra scalars (e.g. mutual-information curves) that are
     logged under the split 'eval'. Returns the final state and the training wall time.
     """
+    t = config.train
     tx = make_optimizer(config, method)
     video_shape = _batch_video_shape(config, train_data)
+    mesh = parallel.mesh_from_config(config)
+    parallel.check_batch_size(config.data.batch_size, mesh)
+    batch_sharding = parallel.batch_sharding(mesh)
     rng = jax.random.PRNGKey(config.seed)
     init_rng, train_rng, _ = jax.random.split(rng, 3)
+    train_rng = jax.device_put(train_rng, parallel.replicated(mesh))
     # Each process reads its own shard; the step sees the global batch split over devices.
     local_batch_size, shard_index, shard_count = process_shard(config.data.batch_size)
-    batch_sharding, replicated = data_parallel_shardings(config.data.batch_size)
     data_iter = train_iterator(
         train_data.source, local_batch_size, config.seed, shard_index, shard_count)
     local_video_shape = (local_batch_size,) + video_shape[1:]
+    abstract_state = abstract_train_state(model, tx, video_shape)
+    best_metric = t.get("best_metric", "")
+    validate = None
+    if best_metric and validation_data is not None:
+        validate = make_validation_fn(method, model, config, validation_data, batch_keys, mesh,
+                                      abstract_state)
     manager = checkpointing.make_manager(
-        workdir, config.train.checkpoint_every, config.train.keep_checkpoints
-    )
+        workdir, t.checkpoint_every, t.keep_checkpoints,
+        best_metric=best_metric if validate else "", best_mode=t.get("best_mode", "min"),
+        keep_best=t.get("keep_best", 0))
+    state_sharding = parallel.state_sharding(mesh, abstract_state)
     if manager.latest_step() is not None:
         state = checkpointing.restore(
-            manager, abstract_train_state(model, tx, video_shape), data_iter
-        )
+            manager, parallel.with_sharding(abstract_state, state_sharding), data_iter)
         _log(f"Resumed from {manager.directory} at step {int(state.step)}.")
     else:
-        state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng)
-    state = jax.device_put(state, replicated)
+        state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng,
+                                   out_shardings=state_sharding)
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     _log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
-         f"{config.train.num_steps}.")
+         f"{t.num_steps} on {mesh.size} device(s), mesh {dict(mesh.shape)}.")
 
-    train_step = make_train_step(method, model, tx, config)
+    train_step = make_train_step(method, model, tx, config, state_sharding=state_sharding,
+                                 batch_sharding=batch_sharding)
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     start_step = int(state.step)
-    progress = ProgressLine(config.train.num_steps, start_step, enabled=jax.process_index() == 0)
+    progress = ProgressLine(t.num_steps, start_step, enabled=jax.process_index() == 0)
+    skips = _SkipCounter(t.get("max_skips", 10))
+    last_checkpoint = manager.latest_step()
     pending: list[dict[str, Array]] = []
+    checked = 0  # entries of `pending` whose skip flags the host has seen
     start_time = time.perf_counter()
-    for step in range(start_step + 1, config.train.num_steps + 1):
+    for step in range(start_step + 1, t.num_steps + 1):
         batch = next(data_iter)
         check_batch(batch, local_video_shape)
         global_batch = to_global_batch({k: batch[k] for k in batch_keys}, batch_sharding)
         state, metrics = train_step(state, global_batch, train_rng)
         pending.append(metrics)
-        if step % config.train.log_every == 0 or step == config.train.num_steps:
-            # One host transfer per log interval: the mean of the interval's metrics.
-            means = jax.device_get(jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending))
-            pending = []
-            if not np.isfinite(means["loss"]):
-                raise FloatingPointError(
-                    f"Non-finite loss at step {step}: {means}; lower config.train.learning_rate "
-                    f"or restart from the last checkpoint in {manager.directory}."
-                )
+        log_now = step % t.log_every == 0 or step == t.num_steps
+        save_now = manager.should_save(step)
+        if log_now or save_now:  # the guard's flags reach the host before any save
+            flags = jax.device_get([m["skipped"] for m in pending[checked:]])
+            checked = len(pending)
+            skips.update(flags, step, manager.directory, last_checkpoint)
+        if log_now:
+            # One host transfer per log interval: the mean over the steps the guard kept.
+            means = _interval_means(jax.device_get(pending))
+            pending, checked = [], 0
             steps_per_sec = progress.update(step, means)
-            writer.write(step, {**means, "steps_per_sec": steps_per_sec})
+            writer.write(step, {**means, "skipped_total": skips.total,
+                                "steps_per_sec": steps_per_sec})
             if on_log is not None:
                 writer.write(step, on_log(step, state), "eval")
-        checkpointing.save(manager, step, state, data_iter)
+        if save_now:
+            last_checkpoint = _save(manager, step, state, data_iter, validate, writer)
     if train_step._cache_size() > 1:  # every step must reuse one executable
         _log(f"Warning: the train step was compiled {train_step._cache_size()} times.")
     if manager.latest_step() != int(state.step):
-        checkpointing.save(manager, int(state.step), state, data_iter, force=True)
+        _save(manager, int(state.step), state, data_iter, validate, writer, force=True)
     manager.wait_until_finished()
     manager.close()
     writer.close()
     train_seconds = time.perf_counter() - start_time
-    _log(f"Trained {int(state.step) - start_step} steps in {train_seconds:.1f}s.")
+    skipped = f" ({skips.total} skipped by the NaN/Inf guard)" if skips.total else ""
+    _log(f"Trained {int(state.step) - start_step} steps{skipped} in {train_seconds:.1f}s.")
     return state, train_seconds
+
+
+def _interval_means(interval: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Mean of each metric over the interval's kept steps; `skipped` is the skipped count."""
+    kept = [m for m in interval if not m["skipped"]]
+    means = {k: float(np.mean([m[k] for m in kept])) if kept else float("nan")
+             for k in interval[0] if k != "skipped"}
+    return {**means, "skipped": float(len(interval) - len(kept))}
+
+
+def _save(manager, step: int, state: TrainState, data_iter: Any,
+          validate: Callable[[TrainState], dict[str, float]] | None, writer: MetricWriter,
+          force: bool = False) -> int:
+    """Saves a checkpoint (with its validation metrics when checkpoints are ranked)."""
+    metrics = None
+    if validate is not None:
+        metrics = validate(state)
+        writer.write(step, metrics, "validation")
+    checkpointing.save(manager, step, state, data_iter, force=force, metrics=metrics)
+    return step
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -291,7 +435,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         mi_curve = evaluate_lib.make_mi_curve(config, model)
         on_log = lambda step, state: (
             mi_curve(state) if step % config.eval.mi_every == 0 else {})
-    state, train_seconds = _fit(method, model, config, train_data, workdir, ("video",), on_log)
+    validation_data = (data_registry.load(config.data, "test")
+                       if config.train.get("best_metric", "") else None)
+    state, train_seconds = _fit(method, model, config, train_data, workdir, ("video",), on_log,
+                                validation_data)
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
     results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
                                           judge_loader=restore_judge)

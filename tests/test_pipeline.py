@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqdis_jax import checkpointing
+from seqdis_jax import checkpointing, parallel
 from seqdis_jax.data import pipeline
 
 NUM_EXAMPLES = 24
@@ -80,8 +80,9 @@ def test_bad_shard_and_batch_settings_are_refused():
 def test_global_batch_is_assembled_and_sharded_over_the_data_axis():
     local_batch_size, index, count = pipeline.process_shard(8)
     assert (local_batch_size, index, count) == (8 // jax.process_count(), 0, 1)
-    batch_sharding, replicated = pipeline.data_parallel_shardings(8)
-    assert batch_sharding.mesh.axis_names == ("data",)
+    mesh = parallel.make_mesh()
+    batch_sharding, replicated = parallel.batch_sharding(mesh), parallel.replicated(mesh)
+    assert batch_sharding.mesh.axis_names == ("data", "fsdp")
     batch = next(pipeline.train_iterator(_source(), local_batch_size, seed=0))
     global_batch = pipeline.to_global_batch(batch, batch_sharding)
     assert global_batch["video"].shape == (8, 2, 3)
@@ -94,6 +95,7 @@ def test_batch_not_divisible_by_processes_or_devices_is_refused(monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 3)
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
         pipeline.process_shard(8)
-    monkeypatch.setattr(jax, "devices", lambda: [jax.local_devices()[0]] * 3)
-    with pytest.raises(ValueError, match="not divisible by the 3 devices"):
-        pipeline.data_parallel_shardings(8)
+    mesh = jax.sharding.Mesh(np.array([jax.local_devices()[0]] * 3).reshape(3, 1),
+                             parallel.MESH_AXES)
+    with pytest.raises(parallel.MeshError, match="not divisible by the 3 devices"):
+        parallel.check_batch_size(8, mesh)

@@ -5,7 +5,7 @@ A dataset is a random-access source of dict records (numpy arrays). Training str
 `IterDataset` whose state Orbax checkpoints, so a resumed run continues with the same data
 order. Each process reads a disjoint strided shard and batches `global batch / processes`
 examples; `to_global_batch` assembles the per-process batches into one global `jax.Array`
-sharded over the mesh's data axis with `jax.make_array_from_process_local_data`.
+sharded over the mesh (seqdis_jax/parallel.py) with `jax.make_array_from_process_local_data`.
 """
 
 from __future__ import annotations
@@ -69,22 +69,6 @@ def process_shard(global_batch_size: int) -> tuple[int, int, int]:
             f"config.data.batch_size={global_batch_size} is not divisible by the "
             f"{count} processes; choose a multiple of {count}.")
     return global_batch_size // count, jax.process_index(), count
-
-
-def data_parallel_shardings(
-    global_batch_size: int,
-) -> tuple[jax.sharding.NamedSharding, jax.sharding.NamedSharding]:
-    """(batch sharding, replicated sharding) on a 1-D mesh named 'data' over every device:
-    batches split along their first axis, parameters and optimiser state replicated."""
-    devices = jax.devices()
-    if global_batch_size % len(devices):
-        raise ValueError(
-            f"config.data.batch_size={global_batch_size} is not divisible by the "
-            f"{len(devices)} devices; choose a multiple of {len(devices)}.")
-    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
-    spec = jax.sharding.PartitionSpec
-    return (jax.sharding.NamedSharding(mesh, spec("data")),
-            jax.sharding.NamedSharding(mesh, spec()))
 
 
 def to_global_batch(
