@@ -260,8 +260,12 @@ def frames_to_grid(rows: np.ndarray, gap: int = 2) -> np.ndarray:
     return (grid * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_png(path: str, image: np.ndarray) -> None:
-    Image.fromarray(image).save(path + ".tmp.png")
+def save_png(path: str, image: np.ndarray | Image.Image) -> None:
+    """Writes atomically, from process 0 only (every process computes the same image)."""
+    if jax.process_index() != 0:
+        return
+    image = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    image.save(path + ".tmp.png")
     os.replace(path + ".tmp.png", path)
 
 
@@ -707,7 +711,5 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
     for r, row in enumerate(rows):
         for c, panel in enumerate(row):
             canvas.paste(panel, (c * w, r * h))
-    path = os.path.join(ctx.workdir, "tsne.png")
-    canvas.save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
+    save_png(os.path.join(ctx.workdir, "tsne.png"), canvas)
     return {"tsne": "tsne.png"}

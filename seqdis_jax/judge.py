@@ -113,6 +113,9 @@ def judge_architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def write_metadata(judge_dir: str, metadata: dict[str, Any]) -> None:
+    """judge.json, atomically, from process 0 only."""
+    if jax.process_index() != 0:
+        return
     path = os.path.join(judge_dir, METADATA_FILE)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2, sort_keys=True)
