@@ -37,17 +37,31 @@ def make_manager(
     `keep_best` checkpoints with the lowest (`best_mode='min'`) or highest `best_metric`
     among those saved with metrics."""
     policy = ocp.checkpoint_managers.LatestN(n=keep)
+    best_options = {}
     if best_metric and keep_best > 0:
+        def get_metric(metrics):
+            return metrics[best_metric]
+
         best = ocp.checkpoint_managers.BestN(
-            get_metric_fn=lambda metrics: metrics[best_metric],
+            get_metric_fn=get_metric,
             reverse=best_mode == "min",  # BestN keeps the *last* n of the sorted order
             n=keep_best, keep_checkpoints_without_metrics=False)
         policy = ocp.checkpoint_managers.AnyPreservationPolicy([policy, best])
+        # Orbax writes a checkpoint's metrics to disk only when `best_fn` is set (retention
+        # itself follows `preservation_policy`); without them a resumed run ranks nothing it
+        # did not save itself and deletes the best checkpoints of the run before.
+        best_options = dict(best_fn=get_metric, best_mode=best_mode)
+    # Every `save_every` steps (and when a preemption is signalled); not Orbax's default
+    # extra save at the first step of a run.
+    saving = ocp.checkpoint_managers.AnySavePolicy([
+        ocp.checkpoint_managers.FixedIntervalPolicy(save_every),
+        ocp.checkpoint_managers.PreemptionCheckpointingPolicy()])
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=save_every,
+        save_decision_policy=saving,
         preservation_policy=policy,
         create=create,
         enable_async_checkpointing=False,
+        **best_options,
     )
     return ocp.CheckpointManager(
         checkpoint_dir(workdir), item_names=("state", "data"), options=options
@@ -97,5 +111,15 @@ def restore(
     items = dict(state=ocp.args.StandardRestore(abstract_state))
     if data_iterator is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
+    try:
+        restored = manager.restore(step, args=ocp.args.Composite(**items))
+    except (ValueError, KeyError, TypeError) as e:  # Orbax: another tree structure or shape
+        from seqdis_jax.configuration import UserInputError
+
+        reason = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
+        reason = (reason if len(reason) <= 200 else reason[:200] + "...") or type(e).__name__
+        raise UserInputError(
+            f"The checkpoint of step {step} in {manager.directory} does not fit this model "
+            f"and config ({reason}); it was written by another model or config: pass the "
+            "config that run used, or use a new --workdir.") from e
     return restored["state"]
