@@ -20,10 +20,11 @@ Config files are Python and are executed: load only config files you trust.
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
+from ml_collections import config_dict, config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
@@ -72,6 +73,29 @@ def _prepare_workdir(workdir: str, mode: str) -> str:
     return workdir
 
 
+def _check_train_split(config, train_data) -> None:
+    """A batch must fit in the training split (None: a generated one, checked by its run)."""
+    from seqdis_jax.configuration import UserInputError
+
+    if train_data is not None and config.data.batch_size > len(train_data.source):
+        raise UserInputError(
+            f"config.data.batch_size={config.data.batch_size} is larger than the "
+            f"{len(train_data.source)} records of the 'train' split of dataset "
+            f"{config.data.get('tfds_name', '') or config.data.name!r}; lower "
+            "config.data.batch_size.")
+
+
+def _check_existing_judge(config, test_data) -> None:
+    """A judge already in config.judge.workdir must fit this data before training starts
+    (it is only read when the evaluators run); a missing one is trained or reported then."""
+    from seqdis_jax import judge
+
+    judge_dir = os.path.abspath(config.judge.workdir)
+    metadata = judge.read_metadata(judge_dir)
+    if metadata is not None:
+        judge.check_compatible(metadata, config, test_data, judge_dir)
+
+
 def run(config, workdir: str, mode: str) -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
@@ -90,18 +114,115 @@ def run(config, workdir: str, mode: str) -> dict:
         raise configuration.UserInputError(f"--mode={mode} needs --workdir=DIR.")
     workdir = _prepare_workdir(workdir, mode)
     test_data = registry.load(config.data, "test")  # before anything is written to the workdir
+    if mode == "train":  # an empty or damaged training split too, where opening it is cheap
+        _check_train_split(config, registry.preflight(config.data, "train"))
+    train._batch_video_shape(config, test_data)  # sequences the model cannot take
     try:  # the evaluators' needs, before a long training run ends in a refusal
-        evaluate.select_evaluators(config.eval.evaluators, test_data,
-                                   config.model.get("modality", "video"))
+        names = evaluate.select_evaluators(config.eval.evaluators, test_data,
+                                           config.model.get("modality", "video"))
         evaluate.check_downstream_tasks(config, test_data)
     except ValueError as e:
         raise configuration.UserInputError(str(e)) from None
+    if any(evaluate.EVALUATORS[name].needs_judge for name in names):
+        _check_existing_judge(config, test_data)
     configuration.check_workdir_compatible(config, workdir)
     if mode == "eval":
         return train.evaluate_checkpoint(config, workdir)
     os.makedirs(workdir, exist_ok=True)
     configuration.save_config(config, workdir)
     return train.train_and_evaluate(config, workdir)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, except that a bad flag (a config file that cannot be loaded, an
+    override of a field the config lacks or of the wrong type, an unknown flag) stops with one
+    `error: ...` line on stderr and exit status 2 instead of a traceback."""
+    try:
+        rest = flags.FLAGS(argv)
+        _CONFIG.value.get("method")  # a config file that failed to load raises here
+        return rest
+    except flags.Error as e:
+        message = _explain_flag_error(str(e), argv)
+    except (AttributeError, KeyError, TypeError) as e:  # ml_collections: a missing field
+        message = _unknown_field(argv) or (
+            f"a --config override names no field of the config ({e!r}); fix the flag.")
+    except OSError as e:  # ml_collections defers "no such config file" to the first access
+        reason = str(e).strip().splitlines()[-1].strip()
+        message = (f"--config={_config_arg(argv)}: the config file cannot be loaded ({reason}); "
+                   f"pass an existing file, e.g. --config=experiments/shapes.py (paths are "
+                   f"relative to {os.getcwd()}).")
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _overrides(argv: list[str]) -> list[tuple[str, str]]:
+    """(--config.a.b=v argument, 'a.b') of every config override on the command line."""
+    out = []
+    for arg in argv[1:]:
+        match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+        if match:
+            out.append((arg, match.group(1)))
+    return out
+
+
+def _config_arg(argv: list[str]) -> str | None:
+    """The value of --config on the command line (--config=X or --config X)."""
+    for i, arg in enumerate(argv[1:], 1):
+        match = re.match(r"^--?config(?:=(.*))?$", arg)
+        if match:
+            return match.group(1) if match.group(1) is not None else (
+                argv[i + 1] if i + 1 < len(argv) else None)
+    return None
+
+
+def _load_config(argv: list[str]):
+    """The config that --config names, without its overrides (None when it does not load)."""
+    path = _config_arg(argv)
+    try:
+        return (config_flags.config_flags.ConfigFileFlagParser("config").parse(path)
+                if path else None)
+    except Exception:  # the caller reports the flag error itself
+        return None
+
+
+def _unknown_field(argv: list[str]) -> str | None:
+    """The message for the first override naming a field that the config lacks."""
+    config = _load_config(argv)
+    if config is None:
+        return None
+    for arg, path in _overrides(argv):
+        node, parts = config, path.split(".")
+        for i, part in enumerate(parts):
+            if isinstance(node, config_dict.ConfigDict) and part in node:
+                node = node[part]
+                continue
+            if not isinstance(node, config_dict.ConfigDict):
+                return (f"{arg.split('=', 1)[0]}: config.{'.'.join(parts[:i])} is a "
+                        f"{type(node).__name__} field, not a section; fix the flag.")
+            section = "config." + ".".join(parts[:i]) if i else "the config"
+            return (f"{arg.split('=', 1)[0]}: {section} has no field {part!r} (it has "
+                    f"{', '.join(sorted(node.keys()))}); fix the spelling or drop the flag.")
+    return None
+
+
+def _explain_flag_error(message: str, argv: list[str]) -> str:
+    """absl's message, made one line and given the fix where it lacks one."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if "Error whilst parsing config file" in message:  # the config file's own exception
+        return f"--config={_config_arg(argv)}: {lines[-1]}"
+    match = re.match(r"^flag --config\.([\w.]+)=", message)
+    config = _load_config(argv) if match else None
+    if config is not None:
+        value = config
+        for part in match.group(1).split("."):
+            value = value.get(part) if isinstance(value, config_dict.ConfigDict) else None
+        if value is not None:
+            kind = type(value).__name__
+            article = "an" if kind[0] in "aeiou" else "a"
+            return (f"{lines[0]}; config.{match.group(1)} is {article} {kind} field "
+                    f"(the config file sets {value!r}): pass a value of that type, e.g. "
+                    f"--config.{match.group(1)}={value!r}.")
+    return " ".join(lines)
 
 
 def main(argv: list[str]) -> None:
@@ -142,4 +263,4 @@ def format_results(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -6,6 +6,7 @@ import json
 import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from seqdis_jax import evaluate as evaluate_lib
@@ -32,7 +33,8 @@ def _positive(config: ml_collections.ConfigDict, *names: str) -> None:
         for part in name.split("."):
             value = value[part]
         if not value > 0:
-            raise UserInputError(f"config.{name} must be > 0, got {value!r}.")
+            raise UserInputError(f"config.{name} must be > 0, got {value!r}; set "
+                                 f"--config.{name} to a positive value.")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -151,7 +153,10 @@ def _is_added_default(key: str, current: dict[str, Any]) -> bool:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes the resolved config as `config.json` (atomically)."""
+    """Writes the resolved config as `config.json` (atomically; process 0 of a multi-host
+    run)."""
+    if jax.process_index() != 0:
+        return
     path = os.path.join(workdir, CONFIG_FILE)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(_jsonable(config), f, indent=2, sort_keys=True)

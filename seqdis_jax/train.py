@@ -28,6 +28,7 @@ from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import registry as data_registry
+from seqdis_jax.data import validation
 from seqdis_jax.data.pipeline import (
     eval_batches,
     process_shard,
@@ -88,7 +89,8 @@ def to_model_batch(batch: dict[str, Any], pixel_scale: float) -> dict[str, Array
 
 
 def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) -> None:
-    """Raises one clear error when a host batch does not match what the model was built for."""
+    """Raises one clear error when a host batch does not match what the model was built for
+    or holds non-finite values."""
     if "video" not in batch:
         raise UserInputError(f"Batch has no 'video' entry (keys: {sorted(batch)}).")
     shape = tuple(batch["video"].shape)
@@ -98,6 +100,7 @@ def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) ->
             f"{tuple(expected_video_shape)} = (batch_size, T, ...frame); make "
             "config.data.batch_size and the dataset's frames/size agree with the data."
         )
+    validation.check_batch_finite(batch)  # float features: one np.isfinite pass on the host
 
 
 def create_train_state(

@@ -38,6 +38,12 @@ class NotPreparedError(FileNotFoundError):
     """The dataset directory holds no complete prepared version."""
 
 
+class BadDataError(NotPreparedError, ValueError):
+    """A dataset is there but unusable: a split without records, unreadable (damaged) files,
+    records of another dtype or shape than the model takes, non-finite values. Like an
+    unprepared one it needs its data_prep converter run again; the message says how."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Feature:
     """One field of a record: a fixed-shape array, or a class label when ``names`` is given."""
@@ -282,7 +288,8 @@ def load_split(
     name: str, data_dir: str | os.PathLike, split: str, version: str | None = None
 ) -> ArrayRecordSource:
     """Split ``split`` of the prepared dataset ``<data_dir>/<name>/<version>`` (default: the
-    newest prepared version). Raises `NotPreparedError` when it is not there."""
+    newest prepared version). Raises `NotPreparedError` when it is not there, `BadDataError`
+    when the split has no records."""
     dataset_dir = os.path.join(os.path.expanduser(os.fspath(data_dir)), name)
     version = version or _latest_version(dataset_dir)
     if version is None or read_metadata(name, data_dir, version) is None:
@@ -292,6 +299,9 @@ def load_split(
     if split not in builder.info.splits:
         splits = sorted(builder.info.splits)
         raise ValueError(f"dataset {name!r} has splits {splits}, not {split!r}")
+    if builder.info.splits[split].num_examples == 0:  # TFDS would fail on "0 paths"
+        raise BadDataError(f"dataset {name!r} has no records in its {split!r} split "
+                           f"({version_dir(name, data_dir, version)})")
     dtypes = dict(builder.info.metadata.get(DTYPES_KEY) or {})
     for key, feature in builder.info.features.items():
         dtypes.setdefault(key, np.dtype(feature.np_dtype).name)

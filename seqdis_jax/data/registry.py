@@ -17,10 +17,11 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from seqdis_jax.data import array_record, shapes
+from seqdis_jax.data import array_record, shapes, validation
 from seqdis_jax.data.pipeline import InMemorySource
 
 NotPreparedError = array_record.NotPreparedError
+BadDataError = array_record.BadDataError  # a NotPreparedError: there, but unusable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,21 +81,30 @@ class PreparedSpec:
 def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
     """Split `split` of the build `config.tfds_name` (default: the full dataset) prepared in
     `config.data_dir` (default $TFDS_DATA_DIR, else ~/tensorflow_datasets). When it is not
-    prepared, the `NotPreparedError` names the exact command that prepares it."""
+    prepared, the `NotPreparedError` names the exact command that prepares it; when it is
+    empty, damaged or holds unusable records (`validation.check_dataset`), the `BadDataError`
+    names the command that prepares it again."""
     data_dir = config.get("data_dir", None) or array_record.default_data_dir()
     name = config.get("tfds_name", None) or spec.tfds_name
+    fix = f"re-prepare it with: {spec.prepare_hint(name, data_dir)}"
     try:
         source = array_record.load_split(name, data_dir, split)
+    except BadDataError as e:
+        raise BadDataError(f"{e}; {fix}") from None
     except NotPreparedError as e:
         raise NotPreparedError(
             f"{e}. Prepare it with: {spec.prepare_hint(name, data_dir)}") from None
+    except Exception as e:  # TFDS cannot read its dataset_info / features (any error type)
+        raise BadDataError(
+            f"dataset {name!r} in {data_dir} cannot be opened ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else ''}); {fix}") from e
     features = source.info.features
     num_classes = dict(spec.num_classes)
     for factor in (*spec.static_factors, *spec.dynamic_factors):
         # A build's own class list wins (e.g. the subjects a MUG copy actually holds).
         if factor in features and hasattr(features[factor], "num_classes"):
             num_classes[factor] = int(features[factor].num_classes)
-    return Dataset(
+    dataset = Dataset(
         source=source,
         video_shape=tuple(int(s) for s in features["video"].shape),  # may differ from the spec
         static_factors=tuple(spec.static_factors),
@@ -104,19 +114,24 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
         targets=tuple(spec.targets),
         group=spec.group,
     )
+    validation.check_dataset(dataset, split, name, fix)
+    return dataset
 
 
 def _load_shapes(config: Any, split: str) -> Dataset:
     arrays = shapes.load(
         split, num_train=config.num_train, num_test=config.num_test, seed=config.seed
     )
-    return Dataset(
+    dataset = Dataset(
         source=InMemorySource(arrays),
         video_shape=tuple(arrays["video"].shape[1:]),
         static_factors=shapes.STATIC_FACTORS,
         dynamic_factors=shapes.DYNAMIC_FACTORS,
         num_classes=dict(shapes.NUM_CLASSES),
     )
+    validation.check_dataset(dataset, split, "shapes", "seqdis_jax/data/shapes.py generated "
+                             "it: report this as a bug")
+    return dataset
 
 
 def _prepared(module_name: str) -> Callable[[Any, str], Dataset]:
@@ -126,6 +141,7 @@ def _prepared(module_name: str) -> Callable[[Any, str], Dataset]:
         spec = importlib.import_module(f"seqdis_jax.data.{module_name}").SPEC
         return load_prepared(spec, config, split)
 
+    load_split.prepared = True  # read lazily from config.data_dir: `preflight` opens it
     return load_split
 
 
@@ -133,7 +149,12 @@ def _generated(module_name: str) -> Callable[[Any, str], Dataset]:
     """The loader of a dataset whose module generates it: ``module.load(config, split)``."""
 
     def load_split(config: Any, split: str) -> Dataset:
-        return importlib.import_module(f"seqdis_jax.data.{module_name}").load(config, split)
+        dataset = importlib.import_module(f"seqdis_jax.data.{module_name}").load(config, split)
+        validation.check_dataset(
+            dataset, split, module_name,
+            f"check the source files it is generated from (config.data.source_dir) against "
+            f"seqdis_jax/data/{module_name}.py")
+        return dataset
 
     return load_split
 
@@ -160,3 +181,13 @@ def load(config: Any, split: str) -> Dataset:
             f"Unknown dataset {config.name!r}; config.data.name must be one of {sorted(DATASETS)}."
         )
     return DATASETS[config.name](config, split)
+
+
+def preflight(config: Any, split: str) -> Dataset | None:
+    """`load(config, split)` for a prepared dataset, which is read lazily (cheap: only a few
+    records are read, by `validation.check_dataset`), so an empty, damaged or unusable split
+    is refused before a run writes anything; None for a generated dataset, which is checked
+    when the run generates it."""
+    if not getattr(DATASETS.get(config.name), "prepared", False):
+        return None
+    return load(config, split)
