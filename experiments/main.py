@@ -9,8 +9,10 @@ Flags:
                        evaluate only) or judge (train the dataset's judge classifier into
                        config.judge.workdir and report its test accuracy per factor).
   --multihost          call jax.distributed.initialize() first (one process per host on a
-                       TPU pod slice or a multi-node GPU cluster; the cluster environment gives
-                       the coordinator). Every process runs the same command.
+                       TPU pod slice or a multi-node GPU cluster). Cloud TPU and SLURM give
+                       the coordinator, process count and index; elsewhere pass
+                       --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
+                       Every process runs the same command.
 
 The devices (all of every process by default) form the mesh of config.mesh
 (seqdis_jax/parallel.py): config.data.batch_size is the global batch, split over them.
@@ -31,10 +33,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and o
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "judge"], "What to run.")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (multi-host TPU/GPU runs).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "--multihost: host:port of process 0 (default: detected "
+    "from the cluster, e.g. Cloud TPU or SLURM, or $JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "--multihost: number of processes (default: detected).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "--multihost: this process's index (default: detected).")
 flags.mark_flags_as_required(["config"])
 
 
-def configure_jax(multihost: bool = False) -> None:
+def configure_jax(multihost: bool = False, **distributed) -> None:
     """Process-wide JAX settings of the launcher.
 
     Non-partitionable threefry: with jax 0.10's default (partitionable) threefry, XLA:CPU spends
@@ -44,8 +53,8 @@ def configure_jax(multihost: bool = False) -> None:
     """
     import jax
 
-    if multihost:  # before any other JAX call; the coordinator comes from the environment
-        jax.distributed.initialize()
+    if multihost:  # before any other JAX call; unset arguments are detected from the cluster
+        jax.distributed.initialize(**distributed)
     jax.config.update("jax_threefry_partitionable", False)
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
 
@@ -228,7 +237,8 @@ def _explain_flag_error(message: str, argv: list[str]) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    configure_jax(_MULTIHOST.value)
+    configure_jax(_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
+                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
     from seqdis_jax.checkpointing import CheckpointWriteError
     from seqdis_jax.configuration import UserInputError
     from seqdis_jax.data.registry import NotPreparedError

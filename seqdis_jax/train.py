@@ -223,6 +223,16 @@ def abstract_train_state(
     )
 
 
+def sharded_restore_target(model: Any, tx: optax.GradientTransformation,
+                           video_shape: tuple[int, ...], mesh: jax.sharding.Mesh
+                           ) -> tuple[TrainState, Any]:
+    """(restore target laid out on `mesh`, its shardings): a checkpoint written on any
+    topology (other device count, other hosts) restores onto this one."""
+    abstract = abstract_train_state(model, tx, video_shape)
+    shardings = parallel.state_sharding(mesh, abstract)
+    return parallel.with_sharding(abstract, shardings), shardings
+
+
 def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
     """(B, T, H, W, C) or (B, T, F) of a training batch; refuses data the model cannot take."""
     shape = tuple(dataset.video_shape)
@@ -342,20 +352,18 @@ def _fit(
     data_iter = train_iterator(
         train_data.source, local_batch_size, config.seed, shard_index, shard_count)
     local_video_shape = (local_batch_size,) + video_shape[1:]
-    abstract_state = abstract_train_state(model, tx, video_shape)
+    target, state_sharding = sharded_restore_target(model, tx, video_shape, mesh)
     best_metric = t.get("best_metric", "")
     validate = None
     if best_metric and validation_data is not None:
         validate = make_validation_fn(method, model, config, validation_data, batch_keys, mesh,
-                                      abstract_state)
+                                      target)
     manager = checkpointing.make_manager(
         workdir, t.checkpoint_every, t.keep_checkpoints,
         best_metric=best_metric if validate else "", best_mode=t.get("best_mode", "min"),
         keep_best=t.get("keep_best", 0))
-    state_sharding = parallel.state_sharding(mesh, abstract_state)
     if manager.latest_step() is not None:
-        state = checkpointing.restore(
-            manager, parallel.with_sharding(abstract_state, state_sharding), data_iter)
+        state = checkpointing.restore(manager, target, data_iter)
         _log(f"Resumed from {manager.directory} at step {int(state.step)}.")
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng,
@@ -518,8 +526,8 @@ def restore_judge(
     tx = make_optimizer(judge_config(config))
     shape = (config.judge.batch_size,) + tuple(dataset.video_shape)
     manager = checkpointing.make_manager(judge_dir, 1, 1, create=False)
-    state = checkpointing.restore(manager, abstract_train_state(model, tx, shape),
-                                  step=metadata["step"])
+    target, _ = sharded_restore_target(model, tx, shape, parallel.mesh_from_config(config))
+    state = checkpointing.restore(manager, target, step=metadata["step"])
     manager.close()
     return model, {"params": state.params, "batch_stats": state.batch_stats}, metadata
 
@@ -542,7 +550,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
             f"--mode=eval found no checkpoints in {manager.directory}; "
             "train first with --mode=train and the same --workdir."
         )
-    state = checkpointing.restore(manager, abstract_train_state(model, tx, video_shape))
+    target, _ = sharded_restore_target(model, tx, video_shape, parallel.mesh_from_config(config))
+    state = checkpointing.restore(manager, target)
     manager.close()
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
     return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
