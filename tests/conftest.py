@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import jax
 import pytest
 
 # As the launcher does (experiments/main.py:configure_jax): fast-compiling random numbers.
 jax.config.update("jax_threefry_partitionable", False)
+
+# One persistent XLA compilation cache for the whole test run (shared by pytest-xdist workers,
+# which inherit the variable): the many smoke runs compile the same small programs again and
+# again (train and reload, every config of a dataset). A fresh directory per run keeps CI
+# hermetic; SEQDIS_TEST_XLA_CACHE="" disables it.
+_CACHE_DIR = os.environ.setdefault(
+    "SEQDIS_TEST_XLA_CACHE", tempfile.mkdtemp(prefix="seqdis_jax_test_xla_cache_"))
+if _CACHE_DIR:
+    jax.config.update("jax_compilation_cache_dir", _CACHE_DIR)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:  # `experiments` is importable when tests run from any directory
