@@ -1,4 +1,6 @@
-"""Times one training step (fwd + bwd + Adam) of a method at full paper width.
+"""Times one training step (fwd + bwd + Adam) of a method at full paper width, on one device.
+(The numbers of docs/results.md's earlier sections; bench/throughput.py measures more: several
+methods and batches, sharded over every device, FLOP/s, JSON.)
 
     python bench/train_step_cpu.py                       # DSVAE, FastConvTranspose decoder
     python bench/train_step_cpu.py --plain_conv_transpose  # nn.ConvTranspose decoder
@@ -27,20 +29,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from experiments import (  # noqa: E402
-    cdsvae_sprites,
-    dbse_sprites,
-    rwae_gan_sprites,
-    rwae_sprites,
-    sprites,
-    spyl_sprites,
-)
+from throughput import CONFIGS  # noqa: E402  (the methods' Sprites configs; puts ROOT on the path)
+
 from seqdis_jax import models, train  # noqa: E402
-
-CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
-           "dbse": dbse_sprites, "rwae": rwae_sprites, "rwae_gan": rwae_gan_sprites}
 
 
 def main() -> None:
