@@ -209,8 +209,7 @@ def synthetic_batch(shape: tuple[int, ...], sharding: jax.sharding.Sharding) -> 
     """Random uint8 video, the same on every process, split over the mesh (each process
     places only its own devices' slices, so this works on multi-host slices too)."""
     host = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    video = jax.make_array_from_callback(shape, sharding, lambda index: host[index])
-    return {"video": video}
+    return {"video": parallel.host_array(host, sharding)}
 
 
 def measure(method_name: str, batch_size: int, args: argparse.Namespace,
@@ -223,8 +222,7 @@ def measure(method_name: str, batch_size: int, args: argparse.Namespace,
     shape = (batch_size, args.frames) + FRAME_SHAPE
 
     start = time.perf_counter()
-    abstract_state = train.abstract_train_state(model, tx, shape)
-    state_sharding = parallel.state_sharding(mesh, abstract_state)
+    _, state_sharding = train.sharded_restore_target(model, tx, shape, mesh)
     state = train.create_train_state(
         model, tx, jnp.zeros(shape, jnp.float32), jax.random.PRNGKey(0),
         out_shardings=state_sharding)

@@ -125,7 +125,7 @@ def run(config, workdir: str, mode: str) -> dict:
     test_data = registry.load(config.data, "test")  # before anything is written to the workdir
     if mode == "train":  # an empty or damaged training split too, where opening it is cheap
         _check_train_split(config, registry.preflight(config.data, "train"))
-    train._batch_video_shape(config, test_data)  # sequences the model cannot take
+    train.batch_video_shape(config, test_data)  # sequences the model cannot take
     try:  # the evaluators' needs, before a long training run ends in a refusal
         names = evaluate.select_evaluators(config.eval.evaluators, test_data,
                                            config.model.get("modality", "video"))

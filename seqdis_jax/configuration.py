@@ -88,11 +88,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.train.get("best_mode", "min") not in ("min", "max"):
         raise UserInputError(
             f"config.train.best_mode must be 'min' or 'max', got {config.train.best_mode!r}.")
-    for name in ("max_skips", "keep_best", "validation_batches"):
-        if name in config.train and config.train[name] < (1 if name == "max_skips" else 0):
+    for name, minimum in (("max_skips", 1), ("keep_best", 0), ("validation_batches", 0)):
+        if name in config.train and config.train[name] < minimum:
             raise UserInputError(
-                f"config.train.{name} must be >= {1 if name == 'max_skips' else 0}, got "
-                f"{config.train[name]}.")
+                f"config.train.{name} must be >= {minimum}, got {config.train[name]}.")
     if config.eval.mi_every < 0:
         raise UserInputError(f"config.eval.mi_every must be >= 0, got {config.eval.mi_every}.")
     if not 0.0 <= config.judge.min_accuracy <= 1.0:

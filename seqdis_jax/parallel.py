@@ -83,6 +83,12 @@ def replicated(mesh: jax.sharding.Mesh) -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
+def host_array(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """A global array laid out as `sharding` from a host array that every process holds whole
+    (each process places only its own devices' slices, so it works across hosts too)."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
 def check_batch_size(global_batch_size: int, mesh: jax.sharding.Mesh) -> None:
     """Every device must get the same number of sequences."""
     if global_batch_size % mesh.size:

@@ -233,7 +233,7 @@ def sharded_restore_target(model: Any, tx: optax.GradientTransformation,
     return parallel.with_sharding(abstract, shardings), shardings
 
 
-def _batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
+def batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
     """(B, T, H, W, C) or (B, T, F) of a training batch; refuses data the model cannot take."""
     shape = tuple(dataset.video_shape)
     modality = config.model.get("modality", "video")
@@ -289,9 +289,7 @@ def make_validation_fn(method: Any, model: Any, config: ml_collections.ConfigDic
     for batch in itertools.islice(
             eval_batches(dataset.source, config.data.batch_size),
             config.train.validation_batches):
-        batches.append({k: jax.make_array_from_callback(
-            batch[k].shape, replicated, functools.partial(lambda x, index: x[index], batch[k]))
-            for k in batch_keys})
+        batches.append({k: parallel.host_array(batch[k], replicated) for k in batch_keys})
     pixel_scale = float(config.data.pixel_scale)
 
     @jax.jit
@@ -340,7 +338,7 @@ def _fit(
     """
     t = config.train
     tx = make_optimizer(config, method)
-    video_shape = _batch_video_shape(config, train_data)
+    video_shape = batch_video_shape(config, train_data)
     mesh = parallel.mesh_from_config(config)
     parallel.check_batch_size(config.data.batch_size, mesh)
     batch_sharding = parallel.batch_sharding(mesh)
@@ -538,7 +536,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     model = method.build(config)
     tx = make_optimizer(config, method)
     test_data = data_registry.load(config.data, "test")
-    video_shape = _batch_video_shape(config, test_data)
+    video_shape = batch_video_shape(config, test_data)
     if not os.path.isdir(checkpointing.checkpoint_dir(workdir)):
         raise MissingCheckpointError(
             f"--mode=eval found no checkpoints in {checkpointing.checkpoint_dir(workdir)}; "

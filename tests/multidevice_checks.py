@@ -79,8 +79,7 @@ def _train(config, mesh, batches):
     model = method.build(config)
     tx = train.make_optimizer(config, method)
     shape = batches[0].shape
-    abstract = train.abstract_train_state(model, tx, shape)
-    state_sharding = parallel.state_sharding(mesh, abstract)
+    _, state_sharding = train.sharded_restore_target(model, tx, shape, mesh)
     state = train.create_train_state(model, tx, jnp.zeros(shape, jnp.float32),
                                      jax.random.PRNGKey(0), out_shardings=state_sharding)
     batch_sharding = parallel.batch_sharding(mesh)
