@@ -20,7 +20,8 @@ MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_ever
                     "train.keep_checkpoints", "train.best_", "train.keep_best",
                     "train.validation_batches", "train.max_skips", "mesh.", "eval.", "judge.")
 # Fields added after runs were saved, with the value that means what those runs did.
-ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0}
+ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
+                "rwae.decoder_fusion": "framewise"}
 
 
 class UserInputError(ValueError):

@@ -1,7 +1,24 @@
 """R-WAE: the disentangled recurrent Wasserstein autoencoder (Han et al., ICLR 2021).
 
-The generative model and the posterior networks are DSVAE's (models/dsvae.py); what changes
-is the objective, eq. (9), and how it is optimised (App. G, Alg. 1-2):
+The posterior networks, the learned prior and the frame networks are DSVAE's
+(models/dsvae.py); what changes is the decoder's input, the objective, eq. (9), and how it is
+optimised (App. G, Alg. 1-2).
+
+* Decoder input, `rwae.decoder_fusion` (Fig. 1(a), App. G, Fig. 8(d)-(e)):
+  - "fc_lstm" (default, the paper): concat(s, d_t) per step -> FC -> LSTM over time
+    (seqdis_jax/nn/fusion.py, a `lax.scan`); the frame decoder of the modality reads the
+    LSTM's hidden state h_t, so x_t depends on s and d_<=t. FC width = LSTM size =
+    `rwae.fusion_dim`, 0 meaning the paper's h_t: `model.feature_dim` for video (Sprites 150,
+    MUG 180: Figs. 9-10; the encoder's h_t and the decoder's have the same symbol and size) and
+    `model.hidden_dim` otherwise (TIMIT: "The dimension of hidden states is 256"). The paper
+    gives no width or activation for the FC layer: it is linear and as wide as h_t. Its
+    parameters (top-level `fusion`) are stepped with the decoder and the prior.
+  - "framewise": DSVAE's decoder on concat(s, d_t), frame by frame (the ablation, and this
+    library's R-WAE before the fusion). Its parameter tree is DSVAE's plus the critic (and the
+    action posterior); "fc_lstm" adds `fusion`, so checkpoints of one do not restore into the
+    other.
+
+The objective and its optimisation:
 
     sum_t E ||x_t - x^_t||^2  +  beta_1 D(Q_s, P_s)  +  beta_2 sum_t D(Q_{d_t|d<t}, P_{d_t|d<t})
         + w_d sum_t KL[q(d_t|.) || p(d_t|d<t)]                 (App. D: "for stability")
@@ -29,12 +46,15 @@ is the objective, eq. (9), and how it is optimised (App. G, Alg. 1-2):
   stop-gradient and the critic's loss sees the posterior samples under stop-gradient, so the
   gradient of their sum is each player's own gradient.
 * Weak supervision (`rwae.num_actions` = A > 0, Sec. 3.4): q(a | d_1:T), an LSTM over the
-  motion codes, gives a relaxed one-hot a by Gumbel-softmax; the decoder reads (s, d_t, a).
+  motion codes, gives a relaxed one-hot a by Gumbel-softmax; the decoder reads (s, d_t, a)
+  (with "fc_lstm" through the FC-LSTM, Fig. 8(e)).
   To the evaluators a is part of the dynamic code: `d` is (d_t, a) (paper: z_t^R = (z_t^m, a)),
   and `sample_dynamics` draws a from the uniform prior.
 
-Not reproduced: the ResBlock/self-attention encoder and decoder of App. G (Tables 5-8); this
-library's methods share the DCGAN-64 backbone (REFERENCE_FACTS.md section 1).
+Not reproduced: the ResBlock/self-attention encoder and decoder of App. G (Tables 5-8: FC
+and reshape to (N, 2048, 2, 2), "ResBlock up" 1024-512-256-128-64, with h_t split evenly among
+the ResBlocks, Fig. 7(b)); this library's methods share the DCGAN-64 frame decoder, which reads
+h_t as its latent vector (REFERENCE_FACTS.md section 1).
 """
 
 from __future__ import annotations
@@ -51,6 +71,7 @@ from seqdis_jax import estimators, optim
 from seqdis_jax.models import dsvae
 from seqdis_jax.models.dsvae import DSVAE, kl_terms, output_reconstruction_error
 from seqdis_jax.nn.critic import LatentCritic
+from seqdis_jax.nn.fusion import FcLstmFusion
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.recurrent import dense_init
 from seqdis_jax.nn.video import apply_updating_batch_stats
@@ -59,13 +80,15 @@ Array = jax.Array
 
 DIVERGENCES = ("mmd", "gan")
 RECONSTRUCTIONS = ("l2", "bernoulli")
+DECODER_FUSIONS = ("fc_lstm", "framewise")  # rwae.decoder_fusion; see the module docstring
 # Parameter groups of Alg. 1-2, by top-level submodule; each has its own Adam.
 GROUPS = ("decoder", "encoder", "critic")
-_GROUP_OF = {"decoder": "decoder", "prior": "decoder", "critic": "critic"}
+_GROUP_OF = {"decoder": "decoder", "fusion": "decoder", "prior": "decoder", "critic": "critic"}
 
 
 def group_of(submodule: str) -> str:
-    """decoder + prior (p_theta, p_psi), critic (f_gamma / D_gamma), the rest: encoder (q_phi)."""
+    """decoder + its FC-LSTM input + prior (p_theta, p_psi), critic (f_gamma / D_gamma), the
+    rest: encoder (q_phi)."""
     return _GROUP_OF.get(submodule, "encoder")
 
 
@@ -87,7 +110,8 @@ class ActionPosterior(nn.Module):
 
 
 class RWAE(DSVAE):
-    """DSVAE's networks plus the latent critic on s (and the action posterior when A > 0).
+    """DSVAE's networks plus the latent critic on s (and the action posterior when A > 0),
+    and the FC-LSTM before the frame decoder when `decoder_fusion` is "fc_lstm".
 
     `d` in every output is the decoder's dynamic input: d_t, or (d_t, a) with actions."""
 
@@ -95,9 +119,20 @@ class RWAE(DSVAE):
     critic_spectral_norm: bool = True
     num_actions: int = 0
     gumbel_temperature: float = 0.67
+    decoder_fusion: str = "fc_lstm"  # one of DECODER_FUSIONS
+    fusion_dim: int = 0  # FC width and LSTM size; 0: `default_fusion_dim`
+
+    def default_fusion_dim(self) -> int:
+        """The paper's h_t: the frame feature size for video, the LSTM size otherwise."""
+        return self.feature_dim if self.modality == "video" else self.hidden_dim
 
     def setup(self):
         super().setup()
+        if self.decoder_fusion == "fc_lstm":
+            self.fusion = FcLstmFusion(self.fusion_dim or self.default_fusion_dim(), self.dtype)
+        elif self.decoder_fusion != "framewise":
+            raise ValueError(f"decoder_fusion must be one of {DECODER_FUSIONS}, got "
+                             f"{self.decoder_fusion!r}.")
         self.critic = LatentCritic(self.critic_hidden, self.critic_spectral_norm)
         if self.num_actions:
             self.action_posterior = ActionPosterior(self.num_actions, self.hidden_dim,
@@ -118,6 +153,21 @@ class RWAE(DSVAE):
             d_mean=jnp.concatenate([out["d_mean"], over_time(jax.nn.softmax(logits))], -1),
             d_logvar=jnp.concatenate([out["d_logvar"], jnp.zeros_like(over_time(logits))], -1),
         )
+
+    def decoder_input(self, s: Array, d: Array) -> Array:
+        """Per-step input of the frame decoder, (B, T, .): concat(s, d_t) ("framewise") or the
+        LSTM's hidden states h_t over it ("fc_lstm", App. G / Fig. 8(d))."""
+        b, t = d.shape[:2]
+        z = jnp.concatenate([jnp.broadcast_to(s[:, None, :], (b, t, s.shape[-1])), d], axis=-1)
+        return z if self.decoder_fusion == "framewise" else self.fusion(z)
+
+    def decode_distribution(self, s: Array, d: Array, train: bool) -> tuple[Array, Array | None]:
+        if self.decoder_fusion == "framewise":
+            return super().decode_distribution(s, d, train)
+        h = self.decoder_input(s, d)
+        # DSVAE's frame decoder of the modality on h_t: its input concat(s, d_t) with a
+        # zero-width s is h_t itself.
+        return super().decode_distribution(h[:, 0, :0], h, train)
 
     def reconstruct(self, posterior: dict[str, Array], train: bool = True) -> dict[str, Array]:
         out = super().reconstruct(posterior, train)
@@ -143,7 +193,8 @@ def build(config: ml_collections.ConfigDict) -> RWAE:
     r = config.rwae
     return dsvae.build(config, RWAE, critic_hidden=tuple(r.critic_hidden),
                        critic_spectral_norm=r.critic_spectral_norm, num_actions=r.num_actions,
-                       gumbel_temperature=r.gumbel_temperature)
+                       gumbel_temperature=r.gumbel_temperature,
+                       decoder_fusion=r.decoder_fusion, fusion_dim=r.fusion_dim)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -157,6 +208,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if r.reconstruction not in RECONSTRUCTIONS:
         raise ValueError(f"config.rwae.reconstruction must be one of {RECONSTRUCTIONS}, got "
                          f"{r.reconstruction!r}.")
+    if r.decoder_fusion not in DECODER_FUSIONS:
+        raise ValueError(f"config.rwae.decoder_fusion must be one of {DECODER_FUSIONS}, got "
+                         f"{r.decoder_fusion!r}.")
+    if int(r.fusion_dim) < 0:
+        raise ValueError(f"config.rwae.fusion_dim must be >= 0 (0: the paper's h_t, "
+                         f"config.model.feature_dim for video), got {r.fusion_dim}.")
     if int(r.critic_steps) < 1:
         raise ValueError(f"config.rwae.critic_steps (L of Alg. 1-2) must be >= 1, got "
                          f"{r.critic_steps}.")
