@@ -84,6 +84,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.limit = 1000  # test sequences used by the metric evaluators (None: all)
     config.eval.grid_sequences = 8
     config.eval.judge_repeats = 5  # R draws of the sampled factor -> mean and std
+    # Test sequences judge_generation scores: 0 = as eval.limit, None = all, n = the first n.
+    config.eval.judge_limit = 0
+    # judge_generation's IS, H(y|x), H(y): 0 = over every scored sequence; k > 0 = over the
+    # first k scored sequences of each class of the judged factor's labels, -1 = as many as the
+    # smallest class has (the authors' protocol: C-DSVAE, SPYL, DBSE); keys then end in
+    # `_balanced`. Accuracy is always over every scored sequence.
+    config.eval.judge_balanced_per_class = 0
     config.eval.latent_seeds = 10  # 80/20 splits of latent classification
     config.eval.latent_classifiers = ("svc", "random_forest", "knn")
     config.eval.mi_batch_size = 100  # M of the MWS estimator
@@ -134,6 +141,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict, judge_batch_size: int) ->
     config.eval.evaluators = ("all",)
     config.eval.batch_size = 8
     config.eval.limit = 16
+    config.eval.judge_limit = 0  # as eval.limit; judge_balanced_per_class stays the caller's
     config.eval.grid_sequences = 4
     config.eval.judge_repeats = 2
     config.eval.latent_seeds = 2
@@ -154,7 +162,8 @@ def shrink_to_smoke(config: ml_collections.ConfigDict, judge_batch_size: int) ->
 
 def shrink_to_cpu(config: ml_collections.ConfigDict) -> None:
     """The network and judge of every `:cpu` variant, in place: quarter width, ds 64, dd 16,
-    LSTMs 128, batch 32, Adam 2e-3, 1000 test sequences scored. Steps stay the caller's."""
+    LSTMs 128, batch 32, Adam 2e-3, 1000 test sequences scored. Steps and the judge metrics'
+    sequence count (config.eval.judge_limit) stay the caller's."""
     config.data.batch_size = 32
     config.model.width = 0.25
     config.model.static_dim = 64
@@ -244,6 +253,11 @@ def add_rwae_fields(config: ml_collections.ConfigDict, divergence_static: str = 
     c.static_weight = 10.0  # beta_1 of eq. (9)
     c.dynamic_weight = 60.0  # beta_2 of eq. (9)
     c.reconstruction = "l2"  # or "bernoulli" (SM-MNIST)
+    # Decoder input (Fig. 1(a), App. G, Fig. 8(d)): "fc_lstm", concat(s, d_t) -> FC -> LSTM ->
+    # frame decoder; "framewise", DSVAE's frame-by-frame decoder on concat(s, d_t) (ablation;
+    # the parameter tree of R-WAE runs made before the fusion existed).
+    c.decoder_fusion = "fc_lstm"
+    c.fusion_dim = 0  # FC width = LSTM size; 0: h_t = model.feature_dim (video), else hidden_dim
     c.kernel_bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)  # sigmas of the RBF mixture on d_t
     c.critic_steps = 5  # L: encoder + critic steps per decoder + prior step (Alg. 1-2)
     c.critic_hidden = (256, 256, 128)  # f_gamma / D_gamma: FC 256-256-128-1 (App. G)

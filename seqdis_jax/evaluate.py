@@ -377,22 +377,82 @@ def _trusted_factors(metadata: dict[str, Any], names: Sequence[str], minimum: fl
     return trusted
 
 
+BALANCED_METRICS = ("inception_score", "entropy_y_given_x", "entropy_y")
+
+
+def judge_limit(config: ml_collections.ConfigDict) -> int | None:
+    """Test sequences `judge_generation` scores: `eval.judge_limit` (None: all; 0 or unset: as
+    `eval.limit`, the other evaluators' count)."""
+    limit = config.eval.get("judge_limit", 0)
+    if limit is not None and (not isinstance(limit, int) or limit < 0):
+        raise ValueError(
+            f"config.eval.judge_limit must be None (every test sequence), 0 (as "
+            f"config.eval.limit) or a positive count, got {limit!r}.")
+    return config.eval.limit if limit == 0 else limit
+
+
+def balanced_per_class(config: ml_collections.ConfigDict) -> int:
+    """`eval.judge_balanced_per_class` (0 or unset: off), checked."""
+    per_class = config.eval.get("judge_balanced_per_class", 0)
+    if not isinstance(per_class, int) or per_class < metrics_lib.SMALLEST_CLASS:
+        raise ValueError(
+            f"config.eval.judge_balanced_per_class must be 0 (IS and entropies on every scored "
+            f"sequence), -1 (on as many of each class as the smallest class has) or a positive "
+            f"count per class, got {per_class!r}.")
+    return per_class
+
+
+def judge_balanced_subset(labels: np.ndarray, per_class: int, factor: str,
+                          limit: int | None) -> np.ndarray:
+    """`metrics.balanced_subset` of one factor's labels, its error naming the config fix."""
+    try:
+        return metrics_lib.balanced_subset(labels, per_class)
+    except metrics_lib.ClassTooSmallError as e:
+        scored = "every test sequence" if limit is None else f"the first {limit} test sequences"
+        raise metrics_lib.ClassTooSmallError(
+            f"config.eval.judge_balanced_per_class={per_class} takes {per_class} sequences of "
+            f"each {factor!r} class from {scored}, but {e} Lower it, set it to -1 (as many as "
+            f"the smallest class has) or score more sequences (config.eval.judge_limit; None: "
+            f"all).") from None
+
+
 @register("judge_generation", needs_labels="any", needs_judge=True, modalities=("video",))
 def judge_generation(ctx: EvalContext) -> dict[str, Any]:
-    """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std).
+    """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std), on
+    the first `eval.judge_limit` test sequences (None: all; 0: `eval.limit`).
 
     fix_dynamics: for every test sequence keep the posterior means of d_1:T, draw s ~ N(0, I),
       decode, and judge the dynamic labels (Acc, IS, H(y|x), H(y) of C-DSVAE Table 1).
     fix_static: keep the posterior mean of s, take d_1:T from the learned prior (its ancestral
       means, as the authors decode), decode, and judge the static labels (DBSE Table 4's
       "Accuracy Static"; IS and entropies too).
+
+    Protocol (`eval.judge_balanced_per_class`, k): with k = 0 every metric is over all scored
+    sequences (`<prefix>/<factor>/{accuracy, inception_score, entropy_y_given_x, entropy_y}`).
+    With k > 0, or k = -1 for as many as the smallest class has, IS, H(y|x) and H(y) are over
+    the first k scored sequences of each class of the factor's true labels (the authors' code:
+    C-DSVAE test_sprite_cls.py, SPYL / DBSE `check_cls`), and named
+    `{inception_score, entropy_y_given_x, entropy_y}_balanced`, with the k used in
+    `<prefix>/<factor>/balanced_per_class`; accuracy stays over every scored sequence, as there.
+    (Their static pass balances the action head by action; here each static factor's head is
+    balanced by its own labels.) `judge/num_sequences` is the count scored.
     """
     if ctx.judge_loader is None:
         raise ValueError("judge_generation needs a judge; run it through train/evaluate.")
+    limit, per_class = judge_limit(ctx.config), balanced_per_class(ctx.config)
     judge, judge_variables, metadata = ctx.judge_loader()
     minimum = ctx.config.judge.min_accuracy
     dynamic = _trusted_factors(metadata, ctx.dataset.dynamic_factors, minimum)
     static = _trusted_factors(metadata, ctx.dataset.static_factors, minimum)
+    if per_class > 0:  # a class too small for k fails here, before the generation
+        n = len(ctx.dataset.source) if limit is None else min(limit, len(ctx.dataset.source))
+        true_labels: dict[str, list[int]] = {name: [] for name in dynamic + static}
+        for i in range(n):
+            record = ctx.dataset.source[i]
+            for name, values in true_labels.items():
+                values.append(int(record[name]))
+        for name, values in true_labels.items():
+            judge_balanced_subset(np.array(values), per_class, name, limit)
     model, repeats = ctx.model, ctx.config.eval.judge_repeats
 
     @jax.jit
@@ -418,29 +478,40 @@ def judge_generation(ctx: EvalContext) -> dict[str, Any]:
     fixed_d: dict[str, list[np.ndarray]] = {}
     fixed_s: dict[str, list[np.ndarray]] = {}
     labels: dict[str, list[np.ndarray]] = {}
-    batches = eval_batches(ctx.dataset.source, ctx.config.eval.batch_size, ctx.config.eval.limit)
+    count = 0
+    batches = eval_batches(ctx.dataset.source, ctx.config.eval.batch_size, limit)
     for i, batch in enumerate(batches):
         probs_d, probs_s = jax.device_get(generate_and_judge(
             ctx.variables, judge_variables, ctx.video(batch), jax.random.fold_in(ctx.rng, i)))
         mask = batch["mask"]
+        count += int(mask.sum())
         for name in dynamic + static:
             labels.setdefault(name, []).append(np.asarray(batch[name])[mask])
             fixed_d.setdefault(name, []).append(probs_d[name][:, mask])
             fixed_s.setdefault(name, []).append(probs_s[name][:, mask])
 
     results: dict[str, Any] = {}
+    scores = jax.vmap(metrics_lib.judge_scores, (0, None))  # each repeat's scores
     for prefix, factors, probs in (("fix_dynamics", dynamic, fixed_d),
                                    ("fix_static", static, fixed_s)):
         for name in factors:
             y = np.concatenate(labels[name])
             p = np.concatenate(probs[name], axis=1)  # (R, N, K)
-            per_repeat = jax.device_get(jax.vmap(metrics_lib.judge_scores, (0, None))(p, y))
+            per_repeat = jax.device_get(scores(p, y))
+            if per_class:
+                index = judge_balanced_subset(y, per_class, name, limit)
+                balanced = jax.device_get(scores(p[:, index], y[index]))
+                for metric in BALANCED_METRICS:
+                    del per_repeat[metric]
+                    per_repeat[f"{metric}_balanced"] = balanced[metric]
+                results[f"{prefix}/{name}/balanced_per_class"] = len(index) // len(np.unique(y))
             for metric, values in per_repeat.items():
                 results[f"{prefix}/{name}/{metric}"] = float(np.mean(values))
                 results[f"{prefix}/{name}/{metric}_std"] = float(np.std(values))
     if static:
         results["fix_static/mean_static_accuracy"] = float(np.mean(
             [results[f"fix_static/{n}/accuracy"] for n in static]))
+    results["judge/num_sequences"] = count
     results.update({f"judge/test_accuracy/{k}": v for k, v in metadata["test_accuracy"].items()})
     return results
 

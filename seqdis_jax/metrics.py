@@ -1,7 +1,8 @@
 """Disentanglement metrics of the papers, as pure functions of arrays.
 
 - `judge_scores`: accuracy, Inception Score, H(y|x) and H(y) of judge predictions on generated
-  sequences (C-DSVAE App. B; SPYL App. A.2; DBSE A.2).
+  sequences (C-DSVAE App. B; SPYL App. A.2; DBSE A.2); `balanced_subset`: the first k sequences
+  of each class, on which the authors' code computes IS, H(y|x) and H(y).
 - `equal_error_rate` / `verification_eer`: cosine-similarity verification EER (C-DSVAE 4.4,
   R-WAE App. C, SPYL B.5).
 - `latent_classification`: scikit-learn classifiers on the latent codes (SPYL 5.5, App. B.9).
@@ -40,6 +41,40 @@ def judge_scores(probs: Array, labels: Array) -> dict[str, Array]:
         entropy_y_given_x=jnp.mean(-jnp.sum(probs * log_probs, axis=-1)),
         entropy_y=-jnp.sum(marginal * log_marginal),
     )
+
+
+SMALLEST_CLASS = -1  # `balanced_subset(labels, SMALLEST_CLASS)`: k = the smallest class's count
+
+
+class ClassTooSmallError(ValueError):
+    """A class has fewer sequences than the balanced subset takes from each class."""
+
+
+def balanced_subset(labels: np.ndarray, per_class: int) -> np.ndarray:
+    """Indices of the first `per_class` sequences of each class present in `labels` (N,),
+    ascending (dataset order kept), or with `per_class` = SMALLEST_CLASS (-1) as many per class
+    as the smallest present class has: the class-balanced subset of the C-DSVAE, SPYL and DBSE
+    code (`nSample_per_cls = min(...)` over `np.unique(label_gt)`, then the first
+    `nSample_per_cls` of each). Classes absent from `labels` are ignored, as there. Raises
+    ClassTooSmallError naming the short classes."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0:
+        raise ValueError("balanced_subset needs at least one label.")
+    if per_class != SMALLEST_CLASS and per_class < 1:
+        raise ValueError(f"per_class must be >= 1 or SMALLEST_CLASS (-1), got {per_class}.")
+    classes, counts = np.unique(labels, return_counts=True)
+    k = int(counts.min()) if per_class == SMALLEST_CLASS else int(per_class)
+    short = {int(c): int(n) for c, n in zip(classes, counts) if n < k}
+    if short:
+        raise ClassTooSmallError(
+            f"{len(short)} of the {len(classes)} classes have fewer than {k} sequences "
+            f"(class: count {short}; {labels.size} sequences in all).")
+    # Rank of each sequence within its class, in dataset order (a stable sort keeps it).
+    order = np.argsort(labels, kind="stable")
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    rank = np.empty(labels.size, np.int64)
+    rank[order] = np.arange(labels.size) - starts
+    return np.flatnonzero(rank < k)
 
 
 def cosine_similarity_matrix(vectors: np.ndarray) -> np.ndarray:

@@ -1,14 +1,18 @@
-"""The evaluator registry's label checks, the judge's refusal of other data, and the judge
-trained on shapes."""
+"""The evaluator registry's label checks, the judge's refusal of other data, the judge
+trained on shapes, and judge_generation's protocols on a stand-in model and judge."""
 
 import dataclasses
 import json
 
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 import pytest
 
 from experiments import shapes as shapes_config
-from seqdis_jax import evaluate, judge, train
-from seqdis_jax.data import registry
+from seqdis_jax import evaluate, judge, metrics, train
+from seqdis_jax.data import pipeline, registry
 
 
 def _shapes_test_set():
@@ -92,8 +96,6 @@ def test_shapes_judge_reaches_99_percent_on_every_factor(tmp_path):
 def test_speech_verification_averages_each_utterance_first():
     """Speaker-separable codes (DSVAE/SPYL B.5 protocol): one vector per utterance, the mean of
     its segments' codes; s holds the speaker, d only noise."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     speakers, utterances, segments = 4, 3, 5
     centres = rng.normal(size=(speakers, 8)) * 3
@@ -115,3 +117,155 @@ def test_speech_verification_averages_each_utterance_first():
     assert grouped["eer/static"] < 0.1
     assert grouped["eer/dynamic"] > 0.25  # d is noise: near chance
     assert grouped["eer/gap"] == pytest.approx(grouped["eer/dynamic"] - grouped["eer/static"])
+
+
+# --------------------------------------------------------------------------------------------
+# judge_generation's protocols (eval.judge_balanced_per_class, eval.judge_limit), on a stand-in
+# model and judge whose probabilities are known: the judged motion depends on d only and the
+# judged colour on s only, so fix_dynamics and fix_static do not depend on the sampled factor.
+
+_MOTION = np.array([0] * 20 + [1] * 12 + [2] * 8)  # unbalanced: 20 / 12 / 8
+_COLOR = np.array([0, 1] * 15 + [1] * 10)  # 15 / 25
+_W_MOTION = 3 * np.eye(4, 3) + np.random.default_rng(0).normal(size=(4, 3))
+_W_COLOR = np.random.default_rng(1).normal(size=(4, 2)) * 3
+
+
+class _StandInModel:
+    """encode: s = the first frame, d = the frames; decode passes (s, d) to the judge."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def encode(self):
+        pass
+
+    def decode(self):
+        pass
+
+    def sample_dynamics(self):
+        pass
+
+    def apply(self, variables, *args, method=None, rngs=None):
+        self.calls += 1
+        if method == self.encode:
+            return {"s_mean": args[0][:, 0], "d_mean": args[0]}
+        if method == self.decode:
+            return {"s": args[0], "d": args[1]}
+        assert method == self.sample_dynamics
+        b, t = args
+        return jax.random.normal(rngs["sample"], (b, t, 4)), None
+
+
+class _StandInJudge:
+    @staticmethod
+    def apply(variables, x):
+        return {"motion": jnp.mean(x["d"], axis=1) @ _W_MOTION, "color": x["s"] @ _W_COLOR}
+
+
+def _stand_in_context(**eval_fields):
+    video = np.random.default_rng(2).normal(size=(40, 3, 4)).astype(np.float32)
+    video[:, :, :3] += 2.0 * np.eye(3, dtype=np.float32)[_MOTION][:, None]  # judged fairly well
+    source = pipeline.InMemorySource({"video": video, "motion": _MOTION, "color": _COLOR})
+    dataset = registry.Dataset(source=source, video_shape=(3, 4), static_factors=("color",),
+                               dynamic_factors=("motion",), num_classes={"motion": 3, "color": 2})
+    config = ml_collections.ConfigDict(dict(
+        data=dict(pixel_scale=1.0), judge=dict(min_accuracy=0.0),
+        eval=dict(batch_size=16, limit=40, judge_repeats=2, **eval_fields)))
+    metadata = {"test_accuracy": {"motion": 1.0, "color": 1.0}}
+    model = _StandInModel()
+    ctx = evaluate.EvalContext(
+        config=config, workdir="", model=model, variables={}, dataset=dataset,
+        rng=jax.random.PRNGKey(0), judge_loader=lambda: (_StandInJudge, {}, metadata))
+    softmax = lambda z: np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    probs = {"motion": softmax(video.astype(np.float64).mean(1) @ _W_MOTION),
+             "color": softmax(video[:, 0].astype(np.float64) @ _W_COLOR)}
+    return ctx, probs
+
+
+def _authors_is_and_entropies(p_yx, eps=1e-16):
+    """The authors' numpy formulas (C-DSVAE test_sprite_cls.py, eps 1e-16)."""
+    p_y = p_yx.mean(axis=0)
+    return dict(
+        inception_score=np.exp(np.mean(np.sum(p_yx * (np.log(p_yx + eps) - np.log(p_y + eps)),
+                                              axis=1))),
+        entropy_y_given_x=-np.mean(np.sum(p_yx * np.log(p_yx + eps), axis=1)),
+        entropy_y=-np.sum(p_y * np.log(p_y + eps)))
+
+
+_FACTORS = (("fix_dynamics", "motion", _MOTION), ("fix_static", "color", _COLOR))
+
+
+def test_judge_generation_without_balancing_scores_every_sequence():
+    """k = 0 (and configs without the new fields) keep the former results: every metric over
+    every scored sequence, under the former names."""
+    ctx, probs = _stand_in_context(judge_balanced_per_class=0, judge_limit=0)
+    results = evaluate.judge_generation(ctx)
+    for prefix, name, labels in _FACTORS:
+        want = _authors_is_and_entropies(probs[name])
+        want["accuracy"] = np.mean(probs[name].argmax(1) == labels)
+        for metric, value in want.items():
+            assert results[f"{prefix}/{name}/{metric}"] == pytest.approx(value, rel=1e-5)
+            assert results[f"{prefix}/{name}/{metric}_std"] == pytest.approx(0.0, abs=1e-5)
+    assert not [k for k in results if "balanced" in k]
+    assert results["judge/num_sequences"] == 40
+    old_ctx, _ = _stand_in_context()  # a config from before the fields existed
+    assert evaluate.judge_generation(old_ctx) == results
+
+
+@pytest.mark.parametrize("per_class, used", [(-1, {"motion": 8, "color": 15}),
+                                             (5, {"motion": 5, "color": 5})])
+def test_judge_generation_balances_is_and_entropies_per_class(per_class, used):
+    """IS, H(y|x), H(y) on the first k sequences of each class of the judged factor's labels
+    (`*_balanced`); accuracy over every scored sequence, as the authors' code does."""
+    ctx, probs = _stand_in_context(judge_balanced_per_class=per_class)
+    results = evaluate.judge_generation(ctx)
+    for prefix, name, labels in _FACTORS:
+        k = used[name]
+        index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(3)]))
+        assert results[f"{prefix}/{name}/balanced_per_class"] == k
+        for metric, value in _authors_is_and_entropies(probs[name][index]).items():
+            assert results[f"{prefix}/{name}/{metric}_balanced"] == pytest.approx(value, rel=1e-5)
+            assert f"{prefix}/{name}/{metric}" not in results
+        assert results[f"{prefix}/{name}/accuracy"] == pytest.approx(
+            np.mean(probs[name].argmax(1) == labels))
+    # The unbalanced motion labels make the subset matter.
+    everything = _authors_is_and_entropies(probs["motion"])["entropy_y"]
+    assert results["fix_dynamics/motion/entropy_y_balanced"] > everything + 0.02
+
+
+def test_judge_generation_refuses_a_class_too_small_before_generating():
+    ctx, _ = _stand_in_context(judge_balanced_per_class=10, judge_limit=None)
+    with pytest.raises(metrics.ClassTooSmallError) as error:
+        evaluate.judge_generation(ctx)
+    assert str(error.value) == (
+        "config.eval.judge_balanced_per_class=10 takes 10 sequences of each 'motion' class from "
+        "every test sequence, but 1 of the 3 classes have fewer than 10 sequences (class: count "
+        "{2: 8}; 40 sequences in all). Lower it, set it to -1 (as many as the smallest class "
+        "has) or score more sequences (config.eval.judge_limit; None: all).")
+    assert ctx.model.calls == 0  # nothing was generated
+    for fields, match in (({"judge_balanced_per_class": -2}, "judge_balanced_per_class must"),
+                          ({"judge_limit": -1}, "judge_limit must be None")):
+        bad, _ = _stand_in_context(**fields)
+        with pytest.raises(ValueError, match=match):
+            evaluate.judge_generation(bad)
+
+
+def test_judge_limit_is_separate_from_eval_limit():
+    for judge_limit, eval_limit, scored in ((0, 24, 24), (None, 24, 40), (16, None, 16)):
+        ctx, _ = _stand_in_context(judge_limit=judge_limit)
+        ctx.config.eval.limit = eval_limit
+        assert evaluate.judge_generation(ctx)["judge/num_sequences"] == scored
+
+
+def test_sprites_configs_use_the_authors_protocol_on_every_test_sequence():
+    from experiments import sprites
+
+    for variant in ("default", "cpu"):
+        config = sprites.get_config(variant)
+        assert config.eval.judge_balanced_per_class == metrics.SMALLEST_CLASS
+        assert config.eval.judge_limit is None
+    assert sprites.get_config("cpu").eval.limit == 1000  # latent evaluators stay at 1000
+    smoke = sprites.get_config("smoke")  # small, and runs the balanced path in the smoke tests
+    assert evaluate.judge_limit(smoke) == smoke.eval.limit == 16
+    assert smoke.eval.judge_balanced_per_class == metrics.SMALLEST_CLASS
+    assert shapes_config.get_config().eval.judge_balanced_per_class == 0  # others unchanged

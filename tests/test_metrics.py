@@ -36,6 +36,66 @@ def test_judge_scores_on_hand_made_tables():
     assert scores["entropy_y"] == pytest.approx(-np.sum(marginal * np.log(marginal)), rel=1e-5)
 
 
+def _first_k_of_each_class(labels, k):
+    """Plain reference: per class present, its first k indices; all of them, ascending."""
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:k] for c in np.unique(labels)]))
+
+
+def test_balanced_subset_takes_the_first_k_of_each_class_in_order():
+    rng = np.random.default_rng(0)
+    labels = rng.choice([0, 2, 5, 7], size=200, p=[0.4, 0.3, 0.2, 0.1])  # 1, 3, 4, 6 absent
+    smallest = np.bincount(labels)[[0, 2, 5, 7]].min()
+    for k in (1, 3, smallest):
+        got = metrics.balanced_subset(labels, k)
+        np.testing.assert_array_equal(got, _first_k_of_each_class(labels, k))
+        assert np.all(np.diff(got) > 0)  # dataset order kept
+        assert np.all(np.bincount(labels[got], minlength=8)[[0, 2, 5, 7]] == k)
+    np.testing.assert_array_equal(metrics.balanced_subset(labels, metrics.SMALLEST_CLASS),
+                                  _first_k_of_each_class(labels, smallest))
+    balanced = np.repeat(np.arange(3), 4)  # already balanced: everything, in order
+    np.testing.assert_array_equal(metrics.balanced_subset(balanced, -1), np.arange(12))
+    np.testing.assert_array_equal(metrics.balanced_subset(np.array([2, 1, 2, 2, 1, 0]), 1),
+                                  [0, 1, 5])
+
+
+def test_balanced_subset_refuses_a_class_too_small():
+    labels = np.array([0, 0, 0, 1, 1, 2, 0, 1])
+    with pytest.raises(metrics.ClassTooSmallError,
+                       match=r"1 of the 3 classes have fewer than 3 sequences \(class: count "
+                             r"\{2: 1\}; 8 sequences in all\)"):
+        metrics.balanced_subset(labels, 3)
+    for bad in (0, -2):
+        with pytest.raises(ValueError, match="per_class must be >= 1"):
+            metrics.balanced_subset(labels, bad)
+
+
+def _authors_scores(p_yx, eps=1e-16):
+    """IS, H(y|x), H(y) as the authors' numpy code computes them (C-DSVAE test_sprite_cls.py
+    `inception_score`, `entropy_Hyx`, `entropy_Hy`, eps 1e-16)."""
+    p_y = p_yx.mean(axis=0, keepdims=True)
+    inception = np.exp(np.mean(np.sum(p_yx * (np.log(p_yx + eps) - np.log(p_y + eps)), 1)))
+    return dict(inception_score=inception,
+                entropy_y_given_x=-np.mean(np.sum(p_yx * np.log(p_yx + eps), axis=1)),
+                entropy_y=-np.sum(p_y * np.log(p_y + eps)))
+
+
+def test_judge_scores_on_the_balanced_subset_match_the_authors_formulas():
+    rng = np.random.default_rng(1)
+    labels = rng.choice(6, size=300, p=[0.3, 0.25, 0.2, 0.1, 0.1, 0.05])
+    logits = rng.normal(size=(300, 6)) + 6.0 * np.eye(6)[labels]
+    probs = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).astype(np.float32)
+    probs[:5] = np.eye(6, dtype=np.float32)[labels[:5]]  # exact zeros: the eps matters there
+    index = metrics.balanced_subset(labels, -1)
+    got = jax.device_get(metrics.judge_scores(probs[index], labels[index]))
+    want = _authors_scores(probs[index].astype(np.float64))
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-5), key
+    # The subset changes the scores: the full table's marginal is not uniform.
+    full = jax.device_get(metrics.judge_scores(probs, labels))
+    assert full["entropy_y"] < got["entropy_y"] - 0.05
+    assert full["entropy_y"] == pytest.approx(_authors_scores(probs)["entropy_y"], rel=1e-5)
+
+
 def test_eer_closed_cases():
     targets = np.array([1, 1, 1, 0, 0, 0], bool)
     assert metrics.equal_error_rate(np.array([6, 5, 4, 3, 2, 1.0]), targets) == 0.0
