@@ -45,6 +45,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.compute_dtype = "float32"
     # FastConvTranspose (custom CPU backward, same values) in the decoder; False: nn.ConvTranspose.
     config.model.fast_conv_transpose = True
+    # Posterior switches of the C-DSVAE authors' code (seqdis_jax/models/dsvae.py; on in the
+    # cdsvae and spyl `:code` variants): q(d | x) 'lstm' (the paper: C-DSVAE eq. 2) or
+    # 'rnn_bilstm' (a tanh RNN over the static posterior's bidirectional LSTM outputs), and the
+    # static heads 'linear' (the paper) or 'leaky_relu' (C-DSVAE's LinearUnit).
+    config.model.dynamic_posterior = "lstm"
+    config.model.static_head_activation = "linear"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.kl_static_weight = 1.0
@@ -200,6 +206,9 @@ def add_cdsvae_fields(config: ml_collections.ConfigDict) -> None:
     c.motion_augmentation = True  # False: no motion view and no I(d; x) term (e.g. audio)
     c.motion = ml_collections.ConfigDict(dataclasses.asdict(MotionAugmentationConfig()))
     c.batch_norm_views = "separate"  # or "joint": x and its views in one BatchNorm batch
+    # I(s; d) of eq. (6): "sequence" (App. A.3 eq. 13) or "per_frame_code" (the authors' code:
+    # per frame, std = exp(logvar), + log(B N) inside a ReLU).
+    c.mws_estimator = "sequence"
 
 
 def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
@@ -218,9 +227,17 @@ def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
     c.bank_negatives = 256  # ... and the farthest of it used as negatives
     c.contrastive_warmup_steps = 0  # the authors' code: 50 epochs without contrastive terms
     c.reconstruction_reduction = "sum"  # App. B: MSE not divided by the batch; code: "mean"
+    c.mws_estimator = "sequence"  # I(s; d) as C-DSVAE eq. 13; code: "per_frame_code"
     # lambda_2, lambda_3 of Table 6 (Sprites: 5, 1) are the KL weights.
     config.loss.kl_static_weight = 5.0
     config.loss.kl_dynamic_weight = 1.0
+
+
+def set_cdsvae_code_posterior(config: ml_collections.ConfigDict) -> None:
+    """The C-DSVAE authors' posterior network, in place (REFERENCE_FACTS.md section 4; the SPYL
+    authors' cdsvae/model.py shares it, with linear static heads): q(d | x) a tanh RNN over the
+    static posterior's bidirectional LSTM outputs."""
+    config.model.dynamic_posterior = "rnn_bilstm"
 
 
 def set_spyl_weights(config: ml_collections.ConfigDict, reconstruction: float,

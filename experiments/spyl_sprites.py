@@ -23,7 +23,7 @@ C-DSVAE `:cpu`: 86.0 %); details in docs/results.md ("C-DSVAE and SPYL on Sprite
 from __future__ import annotations
 
 from experiments import sprites
-from experiments.base import add_spyl_fields, parse_variant
+from experiments.base import add_spyl_fields, parse_variant, set_cdsvae_code_posterior
 
 VARIANTS = ("default", "code", "cpu", "smoke")
 
@@ -40,6 +40,8 @@ def get_config(arg: str | None = None):
         config.train.num_steps = 100 * epoch(100)
     elif variant == "code":
         config.spyl.views = "code"
+        set_cdsvae_code_posterior(config)  # SPYL's cdsvae/model.py: linear static heads
+        config.spyl.mws_estimator = "per_frame_code"
         config.spyl.contrastive_weight = 1.0
         config.spyl.contrastive_warmup_steps = 50 * epoch(128)
         config.spyl.reconstruction_reduction = "mean"

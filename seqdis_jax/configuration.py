@@ -12,7 +12,8 @@ import ml_collections
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import models
 from seqdis_jax.data import registry as data_registry
-from seqdis_jax.models.dsvae import MODALITIES
+from seqdis_jax.models.dsvae import DYNAMIC_POSTERIORS, MODALITIES
+from seqdis_jax.nn.recurrent import STATIC_HEAD_ACTIVATIONS
 
 CONFIG_FILE = "config.json"
 # Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
@@ -21,7 +22,9 @@ MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_ever
                     "train.validation_batches", "train.max_skips", "mesh.", "eval.", "judge.")
 # Fields added after runs were saved, with the value that means what those runs did.
 ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
-                "rwae.decoder_fusion": "framewise"}
+                "rwae.decoder_fusion": "framewise", "model.dynamic_posterior": "lstm",
+                "model.static_head_activation": "linear", "cdsvae.mws_estimator": "sequence",
+                "spyl.mws_estimator": "sequence"}
 
 
 class UserInputError(ValueError):
@@ -71,6 +74,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UserInputError(
             f"config.model.modality={modality!r} needs config.data.num_features > 0 (the "
             "features per time step, e.g. 200 spectral bins).")
+    for field, allowed in (("dynamic_posterior", DYNAMIC_POSTERIORS),
+                           ("static_head_activation", STATIC_HEAD_ACTIVATIONS)):
+        value = config.model.get(field, allowed[0])
+        if value not in allowed:
+            raise UserInputError(f"config.model.{field} must be one of {allowed}, got "
+                                 f"{value!r}.")
+    if (config.model.get("dynamic_posterior", "lstm") != "lstm"
+            and config.method == "dbse"):
+        raise UserInputError(
+            f"config.model.dynamic_posterior={config.model.dynamic_posterior!r} is the C-DSVAE "
+            f"authors' posterior; {config.method} has its own: set it to 'lstm'.")
     if config.model.compute_dtype not in ("float32", "bfloat16"):
         raise UserInputError(
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "

@@ -88,6 +88,42 @@ def mws_mutual_information(
     )
 
 
+def mws_per_frame_code(
+    s: Array,
+    s_mean: Array,
+    s_logvar: Array,
+    d: Array,
+    d_mean: Array,
+    d_logvar: Array,
+    dataset_size: int,
+) -> Array:
+    """I(s; d) as the C-DSVAE and SPYL authors' code computes it (`mi_fz` in C-DSVAE
+    train_cdsvae.py, `calculate_mws` in SPYL cdsvae/utils.py; REFERENCE_FACTS.md section 4):
+
+      * per frame: for every t, log q(s_i | x_j) and log q(d_t,i | x_j) (not d_1:T as one
+        variable);
+      * their density takes the log-variance in its log-sigma slot, so its standard deviation
+        is exp(logvar), not exp(logvar / 2) (here: `gaussian_log_density_matrix` with
+        2 logvar);
+      * log q(z_i) ~ logsumexp_j log q(z_i | x_j) - log(B N) for s, d_t and (s, d_t);
+      * mean over t and i of ReLU(log q(s_i, d_t,i) - log q(s_i) - log q(d_t,i)), so the
+        constants net to + log(B N) inside the ReLU.
+
+    s, s_mean, s_logvar (B, Ds); d, d_mean, d_logvar (B, T, Dd); dataset_size N -> scalar.
+    """
+    batch = s.shape[0]
+    to_time_major = lambda a: jnp.swapaxes(a, 0, 1)
+    log_q_s = gaussian_log_density_matrix(s, s_mean, 2.0 * s_logvar)  # [B, B]
+    log_q_d = gaussian_log_density_matrix(  # [T, B, B]
+        to_time_major(d), to_time_major(d_mean), 2.0 * to_time_major(d_logvar))
+    log_bn = math.log(batch * dataset_size)
+    lse = lambda a: jax.scipy.special.logsumexp(a, axis=-1) - log_bn
+    log_q_s_marginal = lse(log_q_s)  # [B]
+    log_q_d_marginal = lse(log_q_d)  # [T, B]
+    log_q_joint = lse(log_q_s[None] + log_q_d)  # [T, B]
+    return jnp.mean(jax.nn.relu(log_q_joint - log_q_s_marginal[None] - log_q_d_marginal))
+
+
 # --- Contrastive estimators (C-DSVAE eq. 7-8; SPYL eq. 6) -------------------------------------
 
 

@@ -30,7 +30,12 @@ import ml_collections
 
 from seqdis_jax import estimators
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
-from seqdis_jax.nn.recurrent import DynamicPosterior, DynamicPrior, StaticPosterior
+from seqdis_jax.nn.recurrent import (
+    DynamicPosterior,
+    DynamicPrior,
+    RNNDynamicPosterior,
+    StaticPosterior,
+)
 from seqdis_jax.nn.series import SeriesDecoder, SeriesEncoder
 from seqdis_jax.nn.speech import SpeechDecoder
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, apply_updating_batch_stats
@@ -38,6 +43,10 @@ from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, apply_updating_batch
 Array = jax.Array
 
 MODALITIES = ("video", "speech", "series")
+# q(d_1:T | x): `lstm` the paper's (C-DSVAE eq. 2: an LSTM on [g_t, d_{t-1}], nested sampling);
+# `rnn_bilstm` the C-DSVAE authors' code (a tanh RNN over the static posterior's bidirectional
+# LSTM outputs, d_t drawn independently; REFERENCE_FACTS.md section 4).
+DYNAMIC_POSTERIORS = ("lstm", "rnn_bilstm")
 
 
 class DSVAE(nn.Module):
@@ -58,6 +67,8 @@ class DSVAE(nn.Module):
     fast_conv_transpose: bool = True
     modality: str = "video"  # one of MODALITIES
     num_features: int = 0  # F of a speech / series frame (B, T, F)
+    dynamic_posterior_kind: str = "lstm"  # one of DYNAMIC_POSTERIORS
+    static_head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
 
     def setup(self):
         if self.modality == "video":
@@ -72,8 +83,19 @@ class DSVAE(nn.Module):
             self.decoder = SeriesDecoder(self.num_features, self.dtype)
         else:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}.")
-        self.static_posterior = StaticPosterior(self.static_dim, self.hidden_dim, self.dtype)
-        self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim, self.dtype)
+        if self.dynamic_posterior_kind not in DYNAMIC_POSTERIORS:
+            raise ValueError(f"dynamic_posterior must be one of {DYNAMIC_POSTERIORS}, got "
+                             f"{self.dynamic_posterior_kind!r}.")
+        shared_bilstm = self.dynamic_posterior_kind == "rnn_bilstm"
+        self.static_posterior = StaticPosterior(
+            self.static_dim, self.hidden_dim, self.dtype, self.static_head_activation,
+            return_sequence=shared_bilstm)
+        if shared_bilstm:
+            self.dynamic_posterior = RNNDynamicPosterior(self.dynamic_dim, self.hidden_dim,
+                                                         self.dtype)
+        else:
+            self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim,
+                                                      self.dtype)
         self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype)
 
     def encode_frames(self, x: Array, train: bool) -> Array:
@@ -105,12 +127,19 @@ class DSVAE(nn.Module):
 
     def posterior(self, features: Array) -> dict[str, Array]:
         """Posterior parameters and reparameterised samples of s and d_1:T."""
-        s_mean, s_logvar = self.static_posterior(features)
+        if self.dynamic_posterior_kind == "rnn_bilstm":  # both read one bidirectional LSTM
+            s_mean, s_logvar, bilstm_outputs = self.static_posterior(features)
+        else:
+            s_mean, s_logvar = self.static_posterior(features)
         s = reparameterize(self.make_rng("sample"), s_mean, s_logvar)
         eps = jax.random.normal(
             self.make_rng("sample"), features.shape[:2] + (self.dynamic_dim,)
         )
-        d_mean, d_logvar, d = self.dynamic_posterior(features, eps)
+        if self.dynamic_posterior_kind == "rnn_bilstm":
+            d_mean, d_logvar = self.dynamic_posterior(bilstm_outputs)
+            d = d_mean + jnp.exp(0.5 * d_logvar) * eps
+        else:
+            d_mean, d_logvar, d = self.dynamic_posterior(features, eps)
         return dict(s_mean=s_mean, s_logvar=s_logvar, s=s, d_mean=d_mean, d_logvar=d_logvar, d=d)
 
     def encode(self, x: Array, train: bool = False) -> dict[str, Array]:
@@ -162,6 +191,8 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         fast_conv_transpose=m.fast_conv_transpose,
         modality=m.get("modality", "video"),
         num_features=config.data.get("num_features", 0),
+        dynamic_posterior_kind=m.get("dynamic_posterior", "lstm"),
+        static_head_activation=m.get("static_head_activation", "linear"),
         **fields,
     )
 
@@ -188,12 +219,22 @@ def flat(a: Array) -> Array:
     return a.reshape(a.shape[0], -1)
 
 
-def mws_static_dynamic(out: dict[str, Array], dataset_size: int) -> Array:
-    """I(s; d_1:T) by minibatch weighted sampling with dataset size N (C-DSVAE App. A.3
-    eq. 13), the term C-DSVAE and SPYL minimise."""
-    return estimators.mws_mutual_information(
-        out["s"], out["s_mean"], out["s_logvar"], out["d"], out["d_mean"], out["d_logvar"],
-        dataset_size=dataset_size)["mi_s_d"]
+# How C-DSVAE and SPYL estimate the I(s; d_1:T) they minimise: `sequence` the paper's MWS
+# (C-DSVAE App. A.3 eq. 13, d_1:T as one variable); `per_frame_code` the authors' code
+# (`estimators.mws_per_frame_code`).
+MWS_ESTIMATORS = ("sequence", "per_frame_code")
+
+
+def mws_static_dynamic(out: dict[str, Array], dataset_size: int,
+                       estimator: str = "sequence") -> Array:
+    """I(s; d_1:T) by minibatch weighted sampling with dataset size N, the term C-DSVAE and
+    SPYL minimise, by `estimator` (one of MWS_ESTIMATORS)."""
+    args = (out["s"], out["s_mean"], out["s_logvar"], out["d"], out["d_mean"], out["d_logvar"])
+    if estimator == "per_frame_code":
+        return estimators.mws_per_frame_code(*args, dataset_size=dataset_size)
+    if estimator != "sequence":
+        raise ValueError(f"mws_estimator must be one of {MWS_ESTIMATORS}, got {estimator!r}.")
+    return estimators.mws_mutual_information(*args, dataset_size=dataset_size)["mi_s_d"]
 
 
 def reconstruction_error_per_sequence(x: Array, x_hat: Array, logvar: Array | None = None

@@ -35,33 +35,78 @@ class GaussianHead(nn.Module):
         return mean.astype(jnp.float32), logvar.astype(jnp.float32)
 
 
+STATIC_HEAD_ACTIVATIONS = ("linear", "leaky_relu")
+
+
 class StaticPosterior(nn.Module):
     """q(s | x_1:T): a bidirectional LSTM over the frame features (C-DSVAE App. C.2).
 
     The mean and log-variance of s are read from the concatenation of the last forward
-    state (t = T) and the last backward state (t = 1).
+    state (t = T) and the last backward state (t = 1). `head_activation="leaky_relu"` puts a
+    LeakyReLU(0.2) after both linear heads, as the C-DSVAE authors' `LinearUnit(2H, ds,
+    batchnorm=False)` does (model.py); the paper's heads are linear. With `return_sequence`
+    the bidirectional LSTM's whole output sequence (B, T, 2H) is returned as well, for the
+    authors' dynamic posterior (`RNNDynamicPosterior`), which reads it.
     """
 
     static_dim: int
     hidden_dim: int = 256
     dtype: Any = None
+    head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
+    return_sequence: bool = False
 
     @nn.compact
-    def __call__(self, features: Array) -> tuple[Array, Array]:
-        summary = bidirectional_last_states(features, self.hidden_dim, self.dtype)
-        return GaussianHead(self.static_dim, self.dtype, name="head")(summary)
+    def __call__(self, features: Array):
+        outputs, summary = bidirectional_lstm(features, self.hidden_dim, self.dtype)
+        mean, logvar = GaussianHead(self.static_dim, self.dtype, name="head")(summary)
+        if self.head_activation == "leaky_relu":
+            mean, logvar = nn.leaky_relu(mean, 0.2), nn.leaky_relu(logvar, 0.2)
+        elif self.head_activation != "linear":
+            raise ValueError(f"head_activation must be one of {STATIC_HEAD_ACTIVATIONS}, got "
+                             f"{self.head_activation!r}.")
+        return (mean, logvar, outputs) if self.return_sequence else (mean, logvar)
 
 
-def bidirectional_last_states(features: Array, hidden_dim: int, dtype: Any = None) -> Array:
-    """(B, T, F) -> (B, 2H): the last forward LSTM state (t = T) concatenated with the last
-    backward state (t = 1). Call inside a compact method: the two LSTMs ('forward_lstm',
-    'backward_lstm') become submodules of the caller (static posterior, judge)."""
+def bidirectional_lstm(features: Array, hidden_dim: int, dtype: Any = None
+                       ) -> tuple[Array, Array]:
+    """(B, T, F) -> (outputs (B, T, 2H), summary (B, 2H)): per step the forward and backward
+    LSTM outputs side by side (PyTorch's bidirectional `nn.LSTM` output), and the last forward
+    state (t = T) concatenated with the last backward state (t = 1). Call inside a compact
+    method: the two LSTMs ('forward_lstm', 'backward_lstm') become submodules of the caller
+    (static posterior, judge)."""
     cell = nn.OptimizedLSTMCell
     forward = nn.RNN(cell(hidden_dim, dtype=dtype, name="forward_lstm"))
     backward = nn.RNN(cell(hidden_dim, dtype=dtype, name="backward_lstm"))
-    (_, h_fwd), _ = forward(features, return_carry=True)
-    (_, h_bwd), _ = backward(features, return_carry=True, reverse=True, keep_order=True)
-    return jnp.concatenate([h_fwd, h_bwd], axis=-1)
+    (_, h_fwd), out_fwd = forward(features, return_carry=True)
+    (_, h_bwd), out_bwd = backward(features, return_carry=True, reverse=True, keep_order=True)
+    outputs = jnp.concatenate([out_fwd, out_bwd], axis=-1)
+    return outputs, jnp.concatenate([h_fwd, h_bwd], axis=-1)
+
+
+def bidirectional_last_states(features: Array, hidden_dim: int, dtype: Any = None) -> Array:
+    """The summary (B, 2H) of `bidirectional_lstm` (the judge's sequence feature)."""
+    return bidirectional_lstm(features, hidden_dim, dtype)[1]
+
+
+class RNNDynamicPosterior(nn.Module):
+    """q(d_t | x_1:T) of the C-DSVAE authors' code (model.py `z_rnn`): a tanh RNN (PyTorch
+    `nn.RNN(2H, H)`, h_0 = 0) over the static posterior's bidirectional LSTM output sequence,
+    then linear mean and log-variance heads per step. No nested sampling: each d_t is drawn
+    independently by the caller (the paper's posterior, C-DSVAE eq. 2, is `DynamicPosterior`).
+
+    (B, T, 2H) -> per-step (mean, logvar), each (B, T, dd); a `lax.scan` over time.
+    """
+
+    dynamic_dim: int
+    hidden_dim: int = 256
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, bilstm_outputs: Array) -> tuple[Array, Array]:
+        cell = nn.SimpleCell(self.hidden_dim, activation_fn=jnp.tanh, dtype=self.dtype,
+                             name="rnn_cell")
+        h = nn.RNN(cell, name="rnn")(bilstm_outputs)
+        return GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
 
 
 class _PosteriorStep(nn.Module):
