@@ -308,6 +308,7 @@ def add_dbse_fields(config: ml_collections.ConfigDict) -> None:
     c.first_frame_loss = True  # False: no alpha term (Table 4 "no loss")
     c.subtraction = "hidden"  # h_t = h~_t - s~ (eq. 8); "none" (Table 4 "no sub"); "features"
     c.sequence_reconstruction = "others"  # eq. (5): t != a; "all" (the authors' Sprites code)
+    c.anchor_decode = "shared"  # x^_a from the one decoder pass; "separate": the code's 2nd call
     c.reconstruction_reduction = "sum"  # App. A.3: MSE not divided by the batch; code: "mean"
 
 

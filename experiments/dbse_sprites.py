@@ -11,8 +11,11 @@ Variants:
   :code     the authors' code (azencot-group/DBSE, video/sprites): g_1 subtracted from the
             encoder features before a 2-layer bidirectional LSTM with noise in the anchor's
             slot (`subtraction=features`), every frame in the sequence term plus 0.2 x the
-            first (`sequence_reconstruction=all`), the MSE divided by the batch, its LSTM size
-            64 and g = 256. Its weights 5 / 1 / 1 / 1 are alpha = beta = 0.2 up to a factor 5.
+            first (`sequence_reconstruction=all`), the anchor frame decoded by a second decoder
+            call in its own BatchNorm batch (`anchor_decode=separate`), the MSE divided by the
+            batch, its LSTM size 64 and g = 256. docs/results.md ("`:code` variants") lists
+            what still differs from their code. Its weights 5 / 1 / 1 / 1 are alpha = beta
+            = 0.2 up to a factor 5.
   :cpu      the DSVAE `:cpu` network of experiments/sprites.py (quarter width, batch 32,
             ds 64, dd 16, LSTMs 128, Adam 2e-3), alpha = 0.2, beta = 0.2, the MSE divided by
             the batch (as the SPYL `:cpu`), 2400 steps (the measured DSVAE `:cpu` budget).
@@ -51,6 +54,7 @@ def get_config(arg: str | None = None):
     if variant == "code":
         config.dbse.subtraction = "features"
         config.dbse.sequence_reconstruction = "all"
+        config.dbse.anchor_decode = "separate"
         config.dbse.reconstruction_reduction = "mean"
         config.model.hidden_dim = 64  # rnn_size (sprites_hyperparameters.py)
         config.model.feature_dim = 256  # g_dim

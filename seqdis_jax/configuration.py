@@ -24,7 +24,7 @@ MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_ever
 ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
                 "rwae.decoder_fusion": "framewise", "model.dynamic_posterior": "lstm",
                 "model.static_head_activation": "linear", "cdsvae.mws_estimator": "sequence",
-                "spyl.mws_estimator": "sequence"}
+                "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared"}
 
 
 class UserInputError(ValueError):

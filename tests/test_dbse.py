@@ -237,3 +237,49 @@ def test_a_config_without_the_dbse_section_is_refused():
     del config["dbse"]
     with pytest.raises(UserInputError, match="add_dbse_fields"):
         configuration.validate(config)
+
+
+def test_separate_anchor_decode_is_a_second_decoder_call_with_its_own_batch_norm_batch():
+    """`anchor_decode="separate"` (the authors' `recon_frame_x`): x^_a comes from a decoder
+    call on (s, d_a) alone -- normalised with those B frames' statistics, updating the running
+    averages after the sequence pass. Eval mode equals the one pass; the sequence term, the KLs
+    and the encoder are untouched."""
+    config = _config(dbse__anchor_weight=0.3)
+    model, variables = _init(config)
+    params, stats = variables["params"], variables["batch_stats"]
+
+    def loss(anchor_decode, train):
+        c = config.copy_and_resolve_references()
+        c.dbse.anchor_decode = anchor_decode
+        _, (metrics, new_stats) = dbse.loss_fn(model, params, stats, {"video": X}, RNG, c,
+                                               train=train)
+        return jax.device_get(metrics), new_stats
+
+    shared_eval, _ = loss("shared", False)
+    separate_eval, _ = loss("separate", False)
+    for name in shared_eval:
+        np.testing.assert_allclose(separate_eval[name], shared_eval[name], rtol=1e-5, atol=1e-6)
+
+    shared, shared_stats = loss("shared", True)
+    separate, separate_stats = loss("separate", True)
+    for name in ("reconstruction", "kl_static", "kl_dynamic"):
+        np.testing.assert_allclose(separate[name], shared[name], rtol=1e-6)
+    assert abs(float(separate["reconstruction_anchor"] - shared["reconstruction_anchor"])) > 1e-4
+    # Reference: the train-mode full pass, then a decoder call on the anchor latents.
+    out, after_pass = model.apply(variables, X, True, rngs={"sample": RNG},
+                                  mutable=["batch_stats"])
+    a = dbse.anchor_index(config.dbse.anchor, T)
+    frames, after_anchor = model.apply(
+        {"params": params, "batch_stats": after_pass["batch_stats"]}, out["s"],
+        out["d"][:, a:a + 1], True, method=model.decode, mutable=["batch_stats"])
+    expected = np.mean(np.sum(np.square(np.asarray(frames[:, 0]) - np.asarray(X[:, a])),
+                              axis=(1, 2, 3)))
+    np.testing.assert_allclose(separate["reconstruction_anchor"], expected, rtol=1e-5)
+    chex_equal = lambda x, y: jax.tree.map(
+        lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), x, y)
+    chex_equal(separate_stats, after_anchor["batch_stats"])
+    chex_equal(shared_stats, after_pass["batch_stats"])
+    # The encoder's running averages are updated once in both; the decoder's twice here.
+    chex_equal(separate_stats["encoder"], shared_stats["encoder"])
+    assert not np.allclose(separate_stats["decoder"]["bn1"]["var"],
+                           shared_stats["decoder"]["bn1"]["var"])

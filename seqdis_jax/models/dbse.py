@@ -46,8 +46,12 @@ REFERENCE_FACTS.md section 2) does differently, and the switch that gives it:
   * `sequence_reconstruction="all"` and `reconstruction_reduction="mean"` (Sprites script).
   * Its Sprites weights, 5 on the sequence error and 1 on the anchor error and on both KLs
     (`sprites_hyperparameters.py`), are alpha = beta = 0.2 up to a global factor 5.
-  * It decodes the anchor frame in a second decoder call (its own BatchNorm batch); here the
-    one decoder pass of all frames gives it.
+  * `anchor_decode="separate"`: the anchor's frame for the alpha term is decoded by a second
+    decoder call on (s, d_a) alone, `recon_frame_x` of dbse_model.py, so it is normalised with
+    the BatchNorm statistics of those B frames and updates the running averages a second
+    time (after the sequence pass). In eval mode it equals the one pass; in training the
+    gradients differ (REFERENCE_FACTS.md section 4: by up to ~10 %). The paper's `shared`
+    takes x^_a from the one decoder pass of all frames.
 In training, BatchNorm's batch statistics couple every frame in the encoder, as in the code;
 "s depends on x_a only" holds exactly with the running averages (evaluation).
 """
@@ -143,12 +147,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     c = config.dbse
     for field, allowed in (("anchor", ANCHORS), ("subtraction", SUBTRACTIONS),
                            ("sequence_reconstruction", SEQUENCE_RECONSTRUCTIONS),
+                           ("anchor_decode", ANCHOR_DECODES),
                            ("reconstruction_reduction", dsvae.RECONSTRUCTION_REDUCTIONS)):
         if c[field] not in allowed:
             raise ValueError(f"config.dbse.{field} must be one of {allowed}, got {c[field]!r}.")
     if not c.anchor_weight >= 0:
         raise ValueError(f"config.dbse.anchor_weight (alpha of DBSE eq. 5) must be >= 0, got "
                          f"{c.anchor_weight}.")
+
+
+ANCHOR_DECODES = ("shared", "separate")
+
+
+def _decode_anchor(model, params, batch_stats, out, a, train):
+    """x^_a from a decoder call of its own on (s, d_a): (frames (B, 1, ...), log-variance or
+    None, batch_stats) -- the authors' `recon_frame_x`."""
+    variables = {"params": params, "batch_stats": batch_stats}
+    args = (out["s"], out["d"][:, a:a + 1], train)
+    if not train:
+        return (*model.apply(variables, *args, method=model.decode_distribution), batch_stats)
+    (frames, logvar), updates = model.apply(variables, *args, method=model.decode_distribution,
+                                            mutable=["batch_stats"])
+    return frames, logvar, updates["batch_stats"]
 
 
 def loss_fn(
@@ -182,7 +202,11 @@ def loss_fn(
         recon = error_of(lambda v: v)
     else:
         recon = error_of(lambda v: jnp.delete(v, a, axis=1))
-    recon_anchor = error_of(lambda v: v[:, a])
+    if c.get("anchor_decode", "shared") == "separate":
+        frames, logvar, batch_stats = _decode_anchor(model, params, batch_stats, out, a, train)
+        recon_anchor = dsvae.reconstruction_error(x[:, a:a + 1], frames, logvar)
+    else:
+        recon_anchor = error_of(lambda v: v[:, a])
     alpha = c.anchor_weight if c.first_frame_loss else 0.0
     scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)  # eq. (6), the anchor masked by the posterior's output
