@@ -51,6 +51,9 @@ def base_config() -> ml_collections.ConfigDict:
     # static heads 'linear' (the paper) or 'leaky_relu' (C-DSVAE's LinearUnit).
     config.model.dynamic_posterior = "lstm"
     config.model.static_head_activation = "linear"
+    # LSTM / RNN cells: Flax's initialisers, or 'pytorch' (U(+-1/sqrt(H)) weights and
+    # b_ih + b_hh, the authors' nn.LSTM defaults; on in every `:code` variant).
+    config.model.recurrent_init = "flax"
 
     config.loss = ml_collections.ConfigDict()
     config.loss.kl_static_weight = 1.0
@@ -236,8 +239,10 @@ def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
 def set_cdsvae_code_posterior(config: ml_collections.ConfigDict) -> None:
     """The C-DSVAE authors' posterior network, in place (REFERENCE_FACTS.md section 4; the SPYL
     authors' cdsvae/model.py shares it, with linear static heads): q(d | x) a tanh RNN over the
-    static posterior's bidirectional LSTM outputs."""
+    static posterior's bidirectional LSTM outputs; every recurrent cell initialised as PyTorch
+    does."""
     config.model.dynamic_posterior = "rnn_bilstm"
+    config.model.recurrent_init = "pytorch"
 
 
 def set_spyl_weights(config: ml_collections.ConfigDict, reconstruction: float,

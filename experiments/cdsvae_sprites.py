@@ -10,6 +10,7 @@ Variants:
             contrastive terms and Adam 1e-3, and their model: q(d | x) a tanh RNN over the
             static posterior's bidirectional LSTM outputs (model.dynamic_posterior=rnn_bilstm),
             LeakyReLU(0.2) after the static heads (model.static_head_activation=leaky_relu),
+            PyTorch's initialisation of the LSTM / RNN cells (model.recurrent_init=pytorch),
             the per-frame MWS penalty with their density and + log(B N)
             (cdsvae.mws_estimator=per_frame_code). docs/results.md ("`:code` variants") lists
             what still differs from their code, and why.

@@ -13,7 +13,8 @@ Variants:
             slot (`subtraction=features`), every frame in the sequence term plus 0.2 x the
             first (`sequence_reconstruction=all`), the anchor frame decoded by a second decoder
             call in its own BatchNorm batch (`anchor_decode=separate`), the MSE divided by the
-            batch, its LSTM size 64 and g = 256. docs/results.md ("`:code` variants") lists
+            batch, its LSTM size 64, g = 256 and PyTorch's LSTM initialisation
+            (`model.recurrent_init=pytorch`). docs/results.md ("`:code` variants") lists
             what still differs from their code. Its weights 5 / 1 / 1 / 1 are alpha = beta
             = 0.2 up to a factor 5.
   :cpu      the DSVAE `:cpu` network of experiments/sprites.py (quarter width, batch 32,
@@ -55,6 +56,7 @@ def get_config(arg: str | None = None):
         config.dbse.subtraction = "features"
         config.dbse.sequence_reconstruction = "all"
         config.dbse.anchor_decode = "separate"
+        config.model.recurrent_init = "pytorch"  # the authors' nn.LSTM defaults
         config.dbse.reconstruction_reduction = "mean"
         config.model.hidden_dim = 64  # rnn_size (sprites_hyperparameters.py)
         config.model.feature_dim = 256  # g_dim

@@ -13,7 +13,7 @@ from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import models
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.models.dsvae import DYNAMIC_POSTERIORS, MODALITIES
-from seqdis_jax.nn.recurrent import STATIC_HEAD_ACTIVATIONS
+from seqdis_jax.nn.recurrent import RECURRENT_INITS, STATIC_HEAD_ACTIVATIONS
 
 CONFIG_FILE = "config.json"
 # Fields a resumed or re-evaluated run may change without invalidating the checkpoint.
@@ -24,7 +24,8 @@ MUTABLE_PREFIXES = ("train.num_steps", "train.log_every", "train.checkpoint_ever
 ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
                 "rwae.decoder_fusion": "framewise", "model.dynamic_posterior": "lstm",
                 "model.static_head_activation": "linear", "cdsvae.mws_estimator": "sequence",
-                "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared"}
+                "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared",
+                "model.recurrent_init": "flax"}
 
 
 class UserInputError(ValueError):
@@ -75,7 +76,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.model.modality={modality!r} needs config.data.num_features > 0 (the "
             "features per time step, e.g. 200 spectral bins).")
     for field, allowed in (("dynamic_posterior", DYNAMIC_POSTERIORS),
-                           ("static_head_activation", STATIC_HEAD_ACTIVATIONS)):
+                           ("static_head_activation", STATIC_HEAD_ACTIVATIONS),
+                           ("recurrent_init", RECURRENT_INITS)):
         value = config.model.get(field, allowed[0])
         if value not in allowed:
             raise UserInputError(f"config.model.{field} must be one of {allowed}, got "

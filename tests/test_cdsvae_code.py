@@ -146,6 +146,7 @@ def test_paper_defaults_keep_the_paper_posterior():
 def test_code_variants_turn_the_switches_on(module, section):
     code, paper = module.get_config("code"), module.get_config("default")
     assert code.model.dynamic_posterior == "rnn_bilstm"
+    assert code.model.recurrent_init == "pytorch" and paper.model.recurrent_init == "flax"
     assert code[section].mws_estimator == "per_frame_code"
     assert paper.model.dynamic_posterior == "lstm"
     assert paper[section].mws_estimator == "sequence"
@@ -156,11 +157,40 @@ def test_code_variants_turn_the_switches_on(module, section):
     configuration.validate(code)
 
 
+def test_pytorch_recurrent_init_draws_the_authors_distributions():
+    """`model.recurrent_init="pytorch"`: every LSTM / RNN weight ~ U(+-1/sqrt(H)) and each
+    bias the sum of two such draws (b_ih + b_hh), as torch.nn.LSTM / RNN initialise."""
+    hidden = 64
+    model = dsvae.DSVAE(static_dim=4, dynamic_dim=8, hidden_dim=hidden, modality="speech",
+                        num_features=16, dynamic_posterior_kind="rnn_bilstm",
+                        recurrent_init="pytorch")
+    params = model.init({"params": KEY, "sample": KEY}, jnp.zeros((2, 5, 16)))["params"]
+    bound = 1 / math.sqrt(hidden)
+    cells = {"static": params["static_posterior"]["forward_lstm"],
+             "rnn": params["dynamic_posterior"]["rnn_cell"],
+             "prior": params["prior"]["step"]["lstm_0"]}
+    for name, cell in cells.items():
+        kernels = [np.ravel(v["kernel"]) for v in cell.values()]
+        biases = np.concatenate([np.ravel(v["bias"]) for v in cell.values() if "bias" in v])
+        kernels = np.concatenate(kernels)
+        assert np.abs(kernels).max() <= bound and np.abs(kernels).max() > 0.95 * bound, name
+        np.testing.assert_allclose(kernels.var(), bound ** 2 / 3, rtol=0.15)
+        assert np.abs(biases).max() <= 2 * bound
+        np.testing.assert_allclose(biases.var(), 2 * bound ** 2 / 3, rtol=0.3)
+    # The heads keep the authors' N(0, 0.01^2) (init_weights touches Linear layers).
+    assert np.std(params["dynamic_posterior"]["head"]["mean"]["kernel"]) < 0.02
+    flax_params = dsvae.DSVAE(static_dim=4, dynamic_dim=8, hidden_dim=hidden, modality="speech",
+                              num_features=16).init({"params": KEY, "sample": KEY},
+                                                    jnp.zeros((2, 5, 16)))["params"]
+    assert np.abs(flax_params["prior"]["step"]["lstm_0"]["hi"]["bias"]).max() == 0.0
+
+
 def test_unknown_switch_values_are_refused():
     config = cdsvae_shapes.get_config("smoke")
     for field, value, message in (
             ("model", ("dynamic_posterior", "gru"), "dynamic_posterior must be one of"),
             ("model", ("static_head_activation", "relu"), "static_head_activation must be one"),
+            ("model", ("recurrent_init", "torch"), "recurrent_init must be one of"),
             ("cdsvae", ("mws_estimator", "frames"), "mws_estimator must be one of")):
         bad = config.copy_and_resolve_references()
         bad[field][value[0]] = value[1]

@@ -98,7 +98,8 @@ class DBSE(dsvae.DSVAE):
         if self.subtraction == "features":
             # The authors' nn.LSTM(g, dd, 2, bidirectional=True): hidden size dd.
             self.feature_dynamic_posterior = BidirectionalDynamicPosterior(
-                self.dynamic_dim, self.dynamic_dim, num_layers=2, dtype=self.dtype)
+                self.dynamic_dim, self.dynamic_dim, num_layers=2, dtype=self.dtype,
+                recurrent_init=self.recurrent_init)
 
     def posterior(self, features: Array) -> dict[str, Array]:
         """q(s | x_a) and q(d_t | s, d_<t, x_<=t), t != a, with d_a = 0 (DBSE eqs. 4, 8)."""

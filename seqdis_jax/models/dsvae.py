@@ -69,6 +69,7 @@ class DSVAE(nn.Module):
     num_features: int = 0  # F of a speech / series frame (B, T, F)
     dynamic_posterior_kind: str = "lstm"  # one of DYNAMIC_POSTERIORS
     static_head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
+    recurrent_init: str = "flax"  # one of recurrent.RECURRENT_INITS
 
     def setup(self):
         if self.modality == "video":
@@ -87,16 +88,18 @@ class DSVAE(nn.Module):
             raise ValueError(f"dynamic_posterior must be one of {DYNAMIC_POSTERIORS}, got "
                              f"{self.dynamic_posterior_kind!r}.")
         shared_bilstm = self.dynamic_posterior_kind == "rnn_bilstm"
+        init = self.recurrent_init
         self.static_posterior = StaticPosterior(
             self.static_dim, self.hidden_dim, self.dtype, self.static_head_activation,
-            return_sequence=shared_bilstm)
+            return_sequence=shared_bilstm, recurrent_init=init)
         if shared_bilstm:
             self.dynamic_posterior = RNNDynamicPosterior(self.dynamic_dim, self.hidden_dim,
-                                                         self.dtype)
+                                                         self.dtype, init)
         else:
             self.dynamic_posterior = DynamicPosterior(self.dynamic_dim, self.hidden_dim,
-                                                      self.dtype)
-        self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype)
+                                                      self.dtype, init)
+        self.prior = DynamicPrior(self.dynamic_dim, self.hidden_dim, self.prior_layers, self.dtype,
+                                  init)
 
     def encode_frames(self, x: Array, train: bool) -> Array:
         """x_1:T -> per-frame features (B, T, g). Video: (B, T, H, W, C), all frames as one
@@ -193,6 +196,7 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         num_features=config.data.get("num_features", 0),
         dynamic_posterior_kind=m.get("dynamic_posterior", "lstm"),
         static_head_activation=m.get("static_head_activation", "linear"),
+        recurrent_init=m.get("recurrent_init", "flax"),
         **fields,
     )
 

@@ -7,6 +7,7 @@ from the module's `'sample'` RNG stream, so a scan step is a pure function of it
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -18,6 +19,31 @@ Array = jax.Array
 # The authors' `init_weights` draws Linear/Conv weights from N(0, 0.01^2) with zero biases
 # (REFERENCE_FACTS.md section 1); LSTMs keep their library defaults.
 dense_init = nn.initializers.normal(stddev=0.01)
+
+
+# Initialisation of the recurrent cells: `flax` (Flax's defaults: LeCun-normal input kernels,
+# orthogonal recurrent kernels, zero biases) or `pytorch` (the authors' nn.LSTM / LSTMCell / RNN
+# keep PyTorch's defaults, REFERENCE_FACTS.md section 1: every weight ~ U(+-1/sqrt(H)) and two
+# such biases, b_ih + b_hh, which Flax's cells hold as one).
+RECURRENT_INITS = ("flax", "pytorch")
+
+
+def cell_init(kind: str, hidden_dim: int) -> dict[str, Any]:
+    """Initialiser keywords for an `OptimizedLSTMCell` / `SimpleCell` of `hidden_dim` units."""
+    if kind == "flax":
+        return {}
+    if kind != "pytorch":
+        raise ValueError(f"recurrent_init must be one of {RECURRENT_INITS}, got {kind!r}.")
+    bound = 1.0 / math.sqrt(hidden_dim)
+
+    def uniform(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    def two_biases(key, shape, dtype=jnp.float32):  # b_ih + b_hh
+        first, second = jax.random.split(key)
+        return uniform(first, shape, dtype) + uniform(second, shape, dtype)
+
+    return dict(kernel_init=uniform, recurrent_kernel_init=uniform, bias_init=two_biases)
 
 
 class GaussianHead(nn.Module):
@@ -54,10 +80,12 @@ class StaticPosterior(nn.Module):
     dtype: Any = None
     head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
     return_sequence: bool = False
+    recurrent_init: str = "flax"  # one of RECURRENT_INITS
 
     @nn.compact
     def __call__(self, features: Array):
-        outputs, summary = bidirectional_lstm(features, self.hidden_dim, self.dtype)
+        outputs, summary = bidirectional_lstm(features, self.hidden_dim, self.dtype,
+                                              self.recurrent_init)
         mean, logvar = GaussianHead(self.static_dim, self.dtype, name="head")(summary)
         if self.head_activation == "leaky_relu":
             mean, logvar = nn.leaky_relu(mean, 0.2), nn.leaky_relu(logvar, 0.2)
@@ -67,16 +95,17 @@ class StaticPosterior(nn.Module):
         return (mean, logvar, outputs) if self.return_sequence else (mean, logvar)
 
 
-def bidirectional_lstm(features: Array, hidden_dim: int, dtype: Any = None
-                       ) -> tuple[Array, Array]:
+def bidirectional_lstm(features: Array, hidden_dim: int, dtype: Any = None,
+                       recurrent_init: str = "flax") -> tuple[Array, Array]:
     """(B, T, F) -> (outputs (B, T, 2H), summary (B, 2H)): per step the forward and backward
     LSTM outputs side by side (PyTorch's bidirectional `nn.LSTM` output), and the last forward
     state (t = T) concatenated with the last backward state (t = 1). Call inside a compact
     method: the two LSTMs ('forward_lstm', 'backward_lstm') become submodules of the caller
     (static posterior, judge)."""
+    init = cell_init(recurrent_init, hidden_dim)
     cell = nn.OptimizedLSTMCell
-    forward = nn.RNN(cell(hidden_dim, dtype=dtype, name="forward_lstm"))
-    backward = nn.RNN(cell(hidden_dim, dtype=dtype, name="backward_lstm"))
+    forward = nn.RNN(cell(hidden_dim, dtype=dtype, name="forward_lstm", **init))
+    backward = nn.RNN(cell(hidden_dim, dtype=dtype, name="backward_lstm", **init))
     (_, h_fwd), out_fwd = forward(features, return_carry=True)
     (_, h_bwd), out_bwd = backward(features, return_carry=True, reverse=True, keep_order=True)
     outputs = jnp.concatenate([out_fwd, out_bwd], axis=-1)
@@ -100,11 +129,12 @@ class RNNDynamicPosterior(nn.Module):
     dynamic_dim: int
     hidden_dim: int = 256
     dtype: Any = None
+    recurrent_init: str = "flax"  # one of RECURRENT_INITS
 
     @nn.compact
     def __call__(self, bilstm_outputs: Array) -> tuple[Array, Array]:
         cell = nn.SimpleCell(self.hidden_dim, activation_fn=jnp.tanh, dtype=self.dtype,
-                             name="rnn_cell")
+                             name="rnn_cell", **cell_init(self.recurrent_init, self.hidden_dim))
         h = nn.RNN(cell, name="rnn")(bilstm_outputs)
         return GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
 
@@ -115,6 +145,7 @@ class _PosteriorStep(nn.Module):
     dynamic_dim: int
     hidden_dim: int
     dtype: Any = None
+    recurrent_init: str = "flax"
 
     @nn.compact
     def __call__(self, carry, inputs):
@@ -122,7 +153,8 @@ class _PosteriorStep(nn.Module):
         # Optional per-step extras (DBSE): an offset subtracted from the LSTM output before the
         # head, and a skip flag (the step's d is 0 and the LSTM carry is held).
         feature_t, eps_t, offset_t, skip_t = (tuple(inputs) + (None, None))[:4]
-        new_carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm")(
+        new_carry, h = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name="lstm",
+                                            **cell_init(self.recurrent_init, self.hidden_dim))(
             lstm_carry, jnp.concatenate([feature_t, d_prev.astype(feature_t.dtype)], axis=-1)
         )
         if offset_t is not None:
@@ -152,6 +184,7 @@ class DynamicPosterior(nn.Module):
     dynamic_dim: int
     hidden_dim: int = 256
     dtype: Any = None
+    recurrent_init: str = "flax"  # one of RECURRENT_INITS
 
     @nn.compact
     def __call__(self, features: Array, eps: Array, hidden_offset: Array | None = None,
@@ -171,7 +204,8 @@ class DynamicPosterior(nn.Module):
             in_axes=1,
             out_axes=1,
         )
-        step = scan(self.dynamic_dim, self.hidden_dim, self.dtype, name="rnn")
+        step = scan(self.dynamic_dim, self.hidden_dim, self.dtype, self.recurrent_init,
+                    name="rnn")
         lstm_carry = nn.OptimizedLSTMCell(self.hidden_dim, parent=None).initialize_carry(
             jax.random.PRNGKey(0), (batch, self.hidden_dim)
         )
@@ -191,13 +225,15 @@ class _PriorStep(nn.Module):
     hidden_dim: int
     num_layers: int
     dtype: Any = None
+    recurrent_init: str = "flax"
 
     @nn.compact
     def __call__(self, carries, d_prev):
         h = d_prev
         new_carries = []
         for layer, carry in enumerate(carries):
-            cell = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=f"lstm_{layer}")
+            cell = nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=f"lstm_{layer}",
+                                        **cell_init(self.recurrent_init, self.hidden_dim))
             carry, h = cell(carry, h)
             new_carries.append(carry)
         mean, logvar = GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
@@ -233,9 +269,11 @@ class DynamicPrior(nn.Module):
     hidden_dim: int = 256
     num_layers: int = 2
     dtype: Any = None
+    recurrent_init: str = "flax"  # one of RECURRENT_INITS
 
     def setup(self):
-        self.step = _PriorStep(self.dynamic_dim, self.hidden_dim, self.num_layers, self.dtype)
+        self.step = _PriorStep(self.dynamic_dim, self.hidden_dim, self.num_layers, self.dtype,
+                               self.recurrent_init)
 
     def _zero_carries(self, batch: int):
         cell = nn.OptimizedLSTMCell(self.hidden_dim, parent=None)
@@ -287,11 +325,14 @@ class BidirectionalDynamicPosterior(nn.Module):
     hidden_dim: int
     num_layers: int = 2
     dtype: Any = None
+    recurrent_init: str = "flax"  # one of RECURRENT_INITS
 
     @nn.compact
     def __call__(self, features: Array) -> tuple[Array, Array]:
         h = features
-        cell = lambda name: nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=name)
+        init = cell_init(self.recurrent_init, self.hidden_dim)
+        cell = lambda name: nn.OptimizedLSTMCell(self.hidden_dim, dtype=self.dtype, name=name,
+                                                 **init)
         for layer in range(self.num_layers):
             forward = nn.RNN(cell(f"forward_lstm_{layer}"))
             backward = nn.RNN(cell(f"backward_lstm_{layer}"))
