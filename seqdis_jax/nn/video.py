@@ -11,7 +11,6 @@ configs can be small.
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -41,41 +40,6 @@ def scaled(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _normalize_train(x: Array, scale: Array, bias: Array, epsilon: float
-                     ) -> tuple[Array, Array, Array]:
-    """Train-mode batch normalisation over every axis but the last: (y, batch mean, biased
-    batch variance). The statistics outputs are for the running averages and carry no
-    gradient (the caller stops it); the gradient of y is PyTorch's closed form."""
-    return _normalize_train_fwd(x, scale, bias, epsilon)[0]
-
-
-def _normalize_train_fwd(x, scale, bias, epsilon):
-    axes = tuple(range(x.ndim - 1))
-    mean = jnp.mean(x, axis=axes)
-    centred = x - mean
-    var = jnp.mean(jnp.square(centred), axis=axes)  # two passes: no E[x^2] - E[x]^2
-    inv_std = jax.lax.rsqrt(var + epsilon)
-    normalised = centred * inv_std
-    return (normalised * scale + bias, mean, var), (normalised, inv_std, scale)
-
-
-def _normalize_train_bwd(epsilon, residuals, cotangents):
-    del epsilon
-    normalised, inv_std, scale = residuals
-    dy = cotangents[0]  # the statistics' cotangents are zero: they feed only stop_gradient
-    axes = tuple(range(dy.ndim - 1))
-    dbias = jnp.sum(dy, axis=axes)
-    dscale = jnp.sum(dy * normalised, axis=axes)
-    n = dy.size // dy.shape[-1]
-    # dx = scale / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat))
-    dx = (scale * inv_std) * (dy - dbias / n - normalised * (dscale / n))
-    return dx.astype(normalised.dtype), dscale, dbias
-
-
-_normalize_train.defvjp(_normalize_train_fwd, _normalize_train_bwd)
-
-
 class TorchBatchNorm(nn.Module):
     """Batch normalisation over every axis but the last, with PyTorch's `BatchNorm2d` semantics
     (the authors' networks, REFERENCE_FACTS.md section 4):
@@ -85,15 +49,14 @@ class TorchBatchNorm(nn.Module):
         where the running variance takes the *unbiased* batch variance (x n / (n - 1),
         n = values per channel). `flax.linen.BatchNorm` averages the biased one.
       * eval: normalise with the running averages.
-      * float32-accurate gradients (float32 vs float64 within 1e-5 on 256 frames,
-        tests/test_nn.py::test_video_networks_float32_gradients_match_float64). Two causes
-        were measured, at 256 frames (up to 262k values per channel): Flax's default one-pass
-        variance E[x^2] - E[x]^2 cancels when a channel's mean is large against its spread
-        (the decoder's first layer: 7.7e-4 from float64); and autodiff through a two-pass
-        variance sums the analytically-zero term sum_i (x_i - mean) d var/d mean over every
-        value, which float32 leaves at noise times a large cotangent (the encoder's first
-        layer: 5.7e-4). So the forward pass is two-pass and the backward pass is the closed
-        form (`_normalize_train`, a custom VJP), as PyTorch's kernel computes it.
+      * the variance in two passes, mean((x - mean)^2), as PyTorch; Flax's default
+        (`use_fast_variance`) computes E[x^2] - E[x]^2, which loses digits when a channel's
+        mean is large against its spread. Measured (bench/gradient_precision.py, 256 frames):
+        float32 gradients of the decoder sit 1.4e-3 (worst parameter; 2.4e-4 over all) from
+        float64 with Flax's BatchNorm and 8e-5 (1.5e-5) with this one. The error is
+        LeakyReLU's: a value within float32 rounding of 0 takes the other branch in float64,
+        and the one-pass variance's larger forward error moves more values across 0 -- with
+        the kink smoothed (`--smooth`) every BatchNorm is within 1.2e-5.
 
     Variables keep Flax's names (params `scale`, `bias`; batch_stats `mean`, `var`), so the
     parameter trees of earlier checkpoints are unchanged. Statistics are at least float32
@@ -118,8 +81,11 @@ class TorchBatchNorm(nn.Module):
             inv_std = jax.lax.rsqrt(ra_var.value + self.epsilon)
             y = (x32 - ra_mean.value) * (inv_std * scale) + bias
             return y.astype(self.dtype or stat_dtype)
-        y, mean, var = _normalize_train(x32, scale.astype(stat_dtype), bias.astype(stat_dtype),
-                                        self.epsilon)
+        axes = tuple(range(x.ndim - 1))
+        mean = jnp.mean(x32, axis=axes)
+        centred = x32 - mean
+        var = jnp.mean(jnp.square(centred), axis=axes)  # two passes
+        y = centred * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
         if not self.is_initializing():
             n = x.size // features
             m = self.momentum
