@@ -7,9 +7,18 @@ Variants:
   :default  the paper: Table 6 (lambda 10, 5, 1, 5, 1; Adam 2e-3; batch 100; ds = 256,
             dd = 32), predictive views from the batch's thirds (Alg. 1), 600 epochs at most
             (App. B; here 100 epochs as the other Sprites runs). Needs a GPU/TPU.
-  :code     the authors' code: negatives from a bank of 512 prior samples (the 256 farthest),
-            own-mean positives, lambda_4 = 1 after a 50-epoch warm-up, batch 128, the MSE
-            divided by the batch.
+  :code     the authors' code (azencot-group/SPYL train.py): after a 50-epoch warm-up
+            (lambda_4 = 1), each step contrasts posterior means -- s_mean(x) against the
+            re-encoded s_mean of decode(s_mean(x), the prior's mean sequence), and the
+            time-averaged d_mean(x) against that of decode(s ~ N(0, I), d_mean(x)) -- with the
+            gradient flowing through the views into the decoder, prior and encoder. The
+            negatives are the 256 KL-farthest means of a stop-gradiented bank of 512 sequences
+            decoded from s ~ N(0, I) and prior means and re-encoded; the bank and each view are
+            decoded and re-encoded in BatchNorm batches of their own. Their network is the
+            C-DSVAE code's posterior (model.dynamic_posterior=rnn_bilstm, linear static
+            heads, model.recurrent_init=pytorch), their I(s; d) the per-frame MWS
+            (spyl.mws_estimator=per_frame_code); batch 128, the MSE divided by the batch.
+            docs/results.md ("`:code` variants") lists what still differs.
   :cpu      the DSVAE `:cpu` network of experiments/sprites.py (quarter width, batch 32),
             Table 6's weights with the MSE divided by the batch, K = 1 predicted view per
             posterior, 1200 steps (half the DSVAE `:cpu` run's; docs/results.md).

@@ -207,3 +207,25 @@ def test_cdsvae_with_every_code_switch_trains():
     losses = [float(h["loss"]) for h in history]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+@pytest.mark.parametrize("method", ["cdsvae", "spyl"])
+def test_losses_pass_their_mws_estimator(method, monkeypatch):
+    """The config's `mws_estimator` reaches the estimator in C-DSVAE's and SPYL's loss."""
+    from experiments import spyl_shapes
+    from seqdis_jax import models
+
+    module = {"cdsvae": cdsvae_shapes, "spyl": spyl_shapes}[method]
+    config = smoke_config(module, 4, **{f"{method}__mws_estimator": "per_frame_code"})
+    seen = []
+    original = dsvae.mws_static_dynamic
+    monkeypatch.setattr(dsvae, "mws_static_dynamic",
+                        lambda out, n, estimator="sequence": seen.append(estimator)
+                        or original(out, n, estimator))
+    from method_testing import setup
+
+    method_lib, model, _, batch, state = setup(config)
+    models.get_method(config.method).loss_fn(
+        model, state.params, state.batch_stats, {"video": jnp.asarray(batch["video"]) / 255.0},
+        KEY, config, train=True)
+    assert seen == ["per_frame_code"]

@@ -21,21 +21,28 @@ exchanged (d_1:T flattened into one vector):
     predicted views of its farthest third, shared with the other anchors (K raises variety).
   * `reparameterization` (Table 7's ablation): the pool is the K posterior samples
     themselves, with no decoding and re-encoding.
-  * `code` (the authors' code): the positive is the re-encoded decoding of the sequence's own
-    posterior mean with a prior-sampled other factor; the negatives are the `bank_negatives`
-    farthest (by KL to the anchor's posterior) of a bank of `bank_size` sequences decoded from
-    prior samples of both factors and re-encoded.
+  * `code` (the authors' code, train.py `train`): contrasts posterior means, and d as its time
+    average (one dd-vector, not d_1:T flattened). The static anchor s_mean(x) has as positive
+    the s_mean of decode(s_mean(x), prior means d~) re-encoded, the dynamic anchor the time
+    average of d_mean(x) that of decode(s ~ N(0, I), d_mean(x)) re-encoded, with no
+    stop-gradient, so the InfoNCE also trains the decoder and the prior through the views;
+    the negatives are the `bank_negatives` farthest (KL from the anchor's posterior) posterior
+    means of a bank of `bank_size` sequences decoded from s ~ N(0, I) and prior means, then
+    re-encoded, under stop-gradient. Bank, static view and dynamic view are each decoded and
+    re-encoded in a BatchNorm batch of their own, in that order; during the warm-up only the
+    bank's BatchNorm updates are kept (`code_terms`).
 Negative-selection ablations (Table 4): `spyl.negatives` in farthest / middle /
 middle_farthest / random. The authors' 50-epoch warm-up before the contrastive terms:
 `spyl.contrastive_warmup_steps`.
 
 Stop-gradients, and why: the KL matrices and rank selections only choose indices (no gradient
-through a sort). The views are generated like data augmentations: the sampled codes that are
-decoded and the decoded frames carry no gradient (`DSVAE.reencode`), so the decoder and prior
-are not trained to produce easy views; the gradient of the InfoNCE reaches the encoder through
-the anchors and through the re-encoding of the views. Bank negatives (`code`) carry no
-gradient, as in the authors' code. In `reparameterization` the views are posterior samples of
-the batch and keep their gradient (there is no re-encoding for it to flow through).
+through a sort). The `predictive` views are generated like data augmentations: the sampled
+codes that are decoded and the decoded frames carry no gradient (`DSVAE.reencode`), so the
+decoder and prior are not trained to produce easy views; the gradient of the InfoNCE reaches
+the encoder through the anchors and through the re-encoding of the views. `code` keeps the
+gradient through its views and stops it only on the bank, as the authors' code does. In
+`reparameterization` the views are posterior samples of the batch and keep their gradient
+(there is no re-encoding for it to flow through).
 
 Reconstruction (`spyl.reconstruction_reduction`): App. B says the MSE is not divided by the
 batch size (`sum`, default); the authors' code divides it by B (`mean`, the same scale as the
@@ -80,6 +87,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not 0 < c.bank_negatives <= c.bank_size:
         raise ValueError(f"config.spyl.bank_negatives ({c.bank_negatives}) must be in "
                          f"[1, config.spyl.bank_size = {c.bank_size}].")
+    if c.get("mws_estimator", "sequence") not in dsvae.MWS_ESTIMATORS:
+        raise ValueError(f"config.spyl.mws_estimator must be one of {dsvae.MWS_ESTIMATORS}, "
+                         f"got {c.mws_estimator!r}.")
     if c.contrastive_warmup_steps < 0:
         raise ValueError("config.spyl.contrastive_warmup_steps must be >= 0.")
 
@@ -121,9 +131,132 @@ def _sample_prior(model, params, batch_stats, rng, batch: int, steps: int, stati
     return jax.random.normal(s_rng, (batch, static_dim)), d
 
 
-def contrastive_terms(model, params, batch_stats, out, rng, config, train):
-    """(I(s; x), I(d_1:T; x), batch_stats) by InfoNCE with SPYL's views."""
+# --- views="code": the authors' training step (SPYL train.py `train`) -------------------------
+
+
+def time_average(a: Array) -> Array:
+    """(B, T, D) -> (B, D): the mean over time, how the authors' code contrasts d_1:T."""
+    return jnp.mean(a, axis=1)
+
+
+def _decode_codes(module: dsvae.DSVAE, codes: tuple[Array, Array], train: bool) -> Array:
+    return module.decode(*codes, train)
+
+
+def _decode(model, params, batch_stats, s, d, train):
+    """Decoded x_1:T of (s, d_1:T), one BatchNorm batch; gradients flow through it."""
+    return apply_updating_batch_stats(model, params, batch_stats, (s, d), train,
+                                      method=_decode_codes)
+
+
+def _encode(model, params, batch_stats, x, rng, train):
+    """Posterior of x_1:T, one BatchNorm batch."""
+    return apply_updating_batch_stats(model, params, batch_stats, x, train,
+                                      method=model.encode, rngs={"sample": rng})
+
+
+def _prior_means(model, params, batch_stats, rng, batch, steps):
+    """The means sequence of one free-running (ancestral) draw of the learned prior."""
+    means, _ = model.apply({"params": params, "batch_stats": batch_stats}, batch, steps,
+                           method=model.sample_dynamics, rngs={"sample": rng})
+    return means
+
+
+def code_bank(model, params, batch_stats, rng, size, steps, static_dim, train):
+    """The authors' bank of candidate negatives (`samples_tr`): `size` sequences decoded from
+    s ~ N(0, I) and the means sequence of an ancestral prior draw (a decode, its own BatchNorm
+    batch), then re-encoded (an encode, its own batch). Returns its posterior under
+    stop-gradient -- s_mean, s_logvar (size, ds) and the time-averaged d_mean, d_logvar
+    (size, dd) -- and the batch_stats after those two passes."""
+    s_rng, d_rng, encode_rng = jax.random.split(rng, 3)
+    d = _prior_means(model, params, batch_stats, d_rng, size, steps)
+    s = jax.random.normal(s_rng, (size, static_dim))
+    frames, batch_stats = _decode(model, params, batch_stats, s, d, train)
+    post, batch_stats = _encode(model, params, batch_stats, frames, encode_rng, train)
+    bank = dict(s_mean=post["s_mean"], s_logvar=post["s_logvar"],
+                d_mean=time_average(post["d_mean"]), d_logvar=time_average(post["d_logvar"]))
+    return sg(bank), batch_stats
+
+
+def code_views(model, params, batch_stats, out, rng, train):
+    """The authors' two views of each sequence, each decode and encode its own BatchNorm batch,
+    in their order (`forward_fixed_content_for_classification_tr` then `model(c_aug)`,
+    `forward_fixed_action_for_classification_tr` then `model(m_aug)`):
+      static: decode(s_mean of x, the means sequence of an ancestral prior draw), re-encoded;
+      dynamic: decode(s ~ N(0, I), d_mean of x), re-encoded.
+    Nothing is stop-gradiented: the contrastive gradient reaches the decoder, the prior and
+    the encoder (through the decoded codes) as in the authors' code. Returns (static view's
+    posterior, dynamic view's posterior, batch_stats)."""
+    n, steps = out["d_mean"].shape[:2]
+    prior_rng, s_rng, static_rng, dynamic_rng = jax.random.split(rng, 4)
+    d_prior = _prior_means(model, params, batch_stats, prior_rng, n, steps)
+    frames, batch_stats = _decode(model, params, batch_stats, out["s_mean"], d_prior, train)
+    static_view, batch_stats = _encode(model, params, batch_stats, frames, static_rng, train)
+    s_prior = jax.random.normal(s_rng, out["s_mean"].shape)
+    frames, batch_stats = _decode(model, params, batch_stats, s_prior, out["d_mean"], train)
+    dynamic_view, batch_stats = _encode(model, params, batch_stats, frames, dynamic_rng, train)
+    return static_view, dynamic_view, batch_stats
+
+
+def code_info_nce(anchor_mean: Array, anchor_logvar: Array, positive: Array, bank_mean: Array,
+                  bank_logvar: Array, num_negatives: int, temperature: float) -> Array:
+    """The authors' `kl_contrast` (neg_mode "soft") + `contrastive_loss(normalize=True)`, as an
+    InfoNCE estimate (mean log-ratio + log(M + 1), M = num_negatives; the authors' loss is
+    log(M + 1) minus it). Anchor i is the posterior mean anchor_mean_i (n, D); its positive
+    positive_i (n, D); its negatives the bank means (m, D) of the M largest
+    KL[N(anchor_mean_i, e^anchor_logvar_i) || N(bank_mean_j, e^bank_logvar_j)]. The selection
+    and the bank carry no gradient; phi = exp(cos / temperature)."""
+    far = estimators.kl_matrix(sg(anchor_mean), sg(anchor_logvar), sg(bank_mean),
+                               sg(bank_logvar))
+    _, negative = jax.lax.top_k(far, num_negatives)  # (n, M), farthest first
+    bank_logits = estimators.cosine_similarity_matrix(anchor_mean, sg(bank_mean)) / temperature
+    neg = jnp.take_along_axis(bank_logits, negative, axis=1)
+    pos = estimators.cosine_similarity_matrix(anchor_mean[:, None], positive[:, None])[:, 0, 0]
+    log_ratio = estimators.info_nce_log_ratio(pos / temperature, neg)
+    return jnp.mean(log_ratio) + math.log(num_negatives + 1)
+
+
+def code_estimates(posterior: dict[str, Array], static_view: dict[str, Array],
+                   dynamic_view: dict[str, Array], bank: dict[str, Array], num_negatives: int,
+                   temperature: float) -> tuple[Array, Array]:
+    """(I(s; x), I(d; x)) of views="code" from arrays: posterior of x (s_mean, s_logvar (n, ds);
+    d_mean, d_logvar (n, T, dd)), the views' posteriors (static_view s_mean; dynamic_view d_mean
+    (n, T, dd)) and the bank (`code_bank`, d time-averaged). The static anchor is s_mean; the
+    dynamic anchor, positive and KL selection use time averages of d_mean and d_logvar."""
+    mi_s = code_info_nce(posterior["s_mean"], posterior["s_logvar"], static_view["s_mean"],
+                         bank["s_mean"], bank["s_logvar"], num_negatives, temperature)
+    mi_d = code_info_nce(time_average(posterior["d_mean"]), time_average(posterior["d_logvar"]),
+                         time_average(dynamic_view["d_mean"]), bank["d_mean"], bank["d_logvar"],
+                         num_negatives, temperature)
+    return mi_s, mi_d
+
+
+def code_terms(model, params, batch_stats, out, rng, config, train, active=None):
+    """`contrastive_terms` for views="code": bank, static view, dynamic view (six model
+    applies in the authors' order), then `code_estimates`. While `active` is False (the
+    warm-up) the returned batch_stats are those after the bank only: the authors compute the
+    bank every step but the views only after the warm-up."""
     c = config.spyl
+    bank_rng, view_rng = jax.random.split(rng)
+    bank, bank_stats = code_bank(model, params, batch_stats, bank_rng, c.bank_size,
+                                 out["d_mean"].shape[1], out["s_mean"].shape[-1], train)
+    static_view, dynamic_view, batch_stats = code_views(model, params, bank_stats, out,
+                                                        view_rng, train)
+    mi_s, mi_d = code_estimates(out, static_view, dynamic_view, bank, c.bank_negatives,
+                                c.temperature)
+    if active is not None:
+        batch_stats = jax.tree.map(lambda after_views, after_bank: jnp.where(
+            active, after_views, after_bank), batch_stats, bank_stats)
+    return mi_s, mi_d, batch_stats
+
+
+def contrastive_terms(model, params, batch_stats, out, rng, config, train, active=None):
+    """(I(s; x), I(d_1:T; x), batch_stats) by InfoNCE with SPYL's views. `active` (a traced
+    bool, or None: always active) is the warm-up switch; only `code` reads it (its batch_stats
+    keep the bank's BatchNorm updates alone while it is off, as the authors' warm-up)."""
+    c = config.spyl
+    if c.views == "code":
+        return code_terms(model, params, batch_stats, out, rng, config, train, active)
     n, steps = out["d"].shape[:2]
     static_dim = out["s"].shape[-1]
     anchor_s, anchor_d = out["s"], dsvae.flat(out["d"])
@@ -131,27 +264,6 @@ def contrastive_terms(model, params, batch_stats, out, rng, config, train):
     reencode = lambda stats, s, d: apply_updating_batch_stats(
         model, params, stats, (s, d), train, method=model.reencode,
         rngs={"sample": reencode_rng})
-
-    if c.views == "code":
-        bank = c.bank_size
-        s_prior, d_prior = _sample_prior(model, params, batch_stats, prior_rng, n + bank, steps,
-                                         static_dim)
-        # Rows: [own s mean + prior d | prior s + own d mean | bank of prior samples].
-        s_in = jnp.concatenate([sg(out["s_mean"]), s_prior[:n], s_prior[n:]])
-        d_in = jnp.concatenate([d_prior[:n], sg(out["d_mean"]), d_prior[n:]])
-        views, batch_stats = reencode(batch_stats, sg(s_in), sg(d_in))
-        bank_post = jax.tree.map(lambda a: sg(a[2 * n:]), views)
-        result = []
-        for name, anchor, positive in (("s", anchor_s, views["s"][:n]),
-                                       ("d", anchor_d, dsvae.flat(views["d"][n:2 * n]))):
-            far = estimators.kl_matrix(
-                dsvae.flat(sg(out[f"{name}_mean"])), dsvae.flat(sg(out[f"{name}_logvar"])),
-                dsvae.flat(bank_post[f"{name}_mean"]), dsvae.flat(bank_post[f"{name}_logvar"]))
-            _, negative = jax.lax.top_k(far, c.bank_negatives)
-            pool = jnp.concatenate([positive, dsvae.flat(bank_post[name])])
-            result.append(pool_info_nce(anchor, pool, jnp.arange(n), negative + n,
-                                        c.temperature))
-        return result[0], result[1], batch_stats
 
     k = c.views_per_sequence
     grad_or_sg = (lambda a: a) if c.views == "reparameterization" else sg
@@ -197,11 +309,13 @@ def loss_fn(
     recon = dsvae.output_reconstruction_error(x, out)  # per sequence
     recon_scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)
-    mi_s_x, mi_d_x, batch_stats = contrastive_terms(
-        model, params, batch_stats, out, view_rng, config, train)
-    mi_s_d = dsvae.mws_static_dynamic(out, config.data.num_train)
     # The authors' warm-up: no contrastive terms before `contrastive_warmup_steps`.
-    active = 1.0 if step is None else (step >= c.contrastive_warmup_steps).astype(jnp.float32)
+    on = None if step is None else step >= c.contrastive_warmup_steps
+    mi_s_x, mi_d_x, batch_stats = contrastive_terms(
+        model, params, batch_stats, out, view_rng, config, train, active=on)
+    mi_s_d = dsvae.mws_static_dynamic(out, config.data.num_train,
+                                      c.get("mws_estimator", "sequence"))
+    active = 1.0 if on is None else on.astype(jnp.float32)
     loss = (c.reconstruction_weight * recon_scale * recon + config.loss.kl_static_weight * kl_s
             + config.loss.kl_dynamic_weight * kl_d
             - active * c.contrastive_weight * (mi_s_x + mi_d_x)
