@@ -18,6 +18,8 @@ Variants:
             alpha = 1, beta = 1, Adam 2e-3, 1200 steps (half the DSVAE `:cpu` run's).
   :smoke    a few steps at tiny width on a 2-character build (tests).
 Paper (Table 1, C-DSVAE): Acc 99.49 %, IS 8.637, H(y|x) 0.041, H(y) 2.197.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` (2 CPU cores shared with another run): 1200 steps in 46 min; fix d and sample s
 keeps the judged action 85.98 +- 1.09 % (IS 7.862, H(y|x) 0.125, H(y) 2.187; DSVAE `:cpu` with
 2400 steps: 72.4 %); details in docs/results.md ("C-DSVAE and SPYL on Sprites").

@@ -7,6 +7,8 @@ The paper's model (s from x_1, d_1 := 0, h_t = h~_t - s~) with alpha = 0.2 (Tabl
 and the Quickstart's KL weights beta = 0.1 on the per-sequence error (reduction "mean"), so it
 differs from the DSVAE Quickstart only in its posterior and the anchor term. The paper's batch
 sum: --config.dbse.reconstruction_reduction=sum.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured (2 CPU cores, shared with a test run): 1400 steps in 142 s; test reconstruction 1456;
 fix d and sample s keeps the judged motion 46.0 % (DSVAE 96.8 %): the anchor frame, decoded from
 (s ~ N(0, I), 0), is a blur without position (docs/results.md, "DBSE and R-WAE").

@@ -27,6 +27,8 @@ Ablations of Table 4, on any variant: no loss --config.dbse.first_frame_loss=Fal
 --config.dbse.reconstruction_reduction=mean.
 Paper (Table 1 / Table 9, DBSE on Sprites, fix d and sample s): Acc 100 % (+- 0), IS 8.942
 (+- 7e-5), H(y|x) 0.006 (+- 3e-6), H(y) 2.197 (+- 0).
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` (2 CPU cores, shared): 2400 steps in 1315 s; fix d and sample s keeps the judged
 action 56.2 +- 1.9 % (IS 5.35, H(y|x) 0.414; DSVAE `:cpu` 72.4 %), but the latent split is the
 cleanest measured here: motion from s 0.24 (DSVAE 0.58), appearance from s 0.96-1.00, fix s and

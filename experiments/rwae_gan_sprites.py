@@ -8,6 +8,8 @@ d_t) -> FC -> LSTM -> DCGAN frame decoder; --config.rwae.decoder_fusion=framewis
 frame-by-frame decoder, which runs made before the fusion used); D_gamma is the MLP
 256-256-128-1 without spectral normalisation, with the gradient penalty of eq. (24)
 (lambda = 10) at interpolates of prior and posterior samples.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` with the frame-by-frame decoder (2 CPU cores, alone): 2400 steps in 1024 s; fix
 d and sample s keeps the judged action 41.7 +- 2.3 % (IS 3.39; R-WAE(MMD) 39.4 %, DSVAE 72.4 %);
 reconstruction 650; details in docs/results.md ("DBSE and R-WAE").

@@ -11,6 +11,8 @@ decoder is stepped on one batch in six: 233 of the 1400 steps. Decoder: the pape
 concat(s, d_t) -> FC -> LSTM -> frame decoder (`rwae.decoder_fusion = "fc_lstm"`, FC + LSTM of
 model.feature_dim = 64; experiments/rwae_sprites.py); --config.rwae.decoder_fusion=framewise
 for DSVAE's frame-by-frame decoder on concat(s, d_t).
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured with the frame-by-frame decoder (before "fc_lstm"; 2 CPU cores): 1400 steps in 135 s;
 test reconstruction 1494; fix d and sample s keeps the judged motion 45.4 % (DSVAE 96.8 %);
 docs/results.md ("DBSE and R-WAE").

@@ -27,6 +27,8 @@ R-WAE(GAN): experiments/rwae_gan_sprites.py. The weakly supervised model (Sec. 3
 Paper (Table 2 and Table 4, Sprites, "S" networks; classification error of the judged attribute
 when it is fixed and the others sampled): R-WAE(MMD) actions 5.83 % (accuracy 94.17 %),
 content 2.45 %; R-WAE(GAN) actions 3.73 %, content 2.00 %; DS-VAE(S) actions 8.11 %.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` with the frame-by-frame decoder (before "fc_lstm" existed; the same as
 --config.rwae.decoder_fusion=framewise), 2 CPU cores, shared: 2400 steps in 1328 s; fix d and
 sample s keeps the judged action 39.4 +- 1.1 % (IS 3.44; DSVAE `:cpu` 72.4 %); reconstruction

@@ -4,6 +4,8 @@ Run (train, then evaluate into the workdir):
     python -m experiments.main --config=experiments/shapes.py --workdir=/tmp/shapes
 
 Variants: `:default` (the Quickstart job) and `:smoke` (a few steps at tiny width, for tests).
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured (2 CPU cores, jax 0.10.2): 3 min 06 s for the whole job; test reconstruction 1363;
 shape from s 0.45 (0.24 from d), size from s 0.96, colour from s 0.34, motion from d 0.41 (0.15
 from s); verification EER static 0.184 / dynamic 0.495. The judge (`--mode=judge`, 22 min) scores

@@ -19,6 +19,8 @@ first is invisible in the frames); there is no dynamic label, so the
 generation metric is fix s and sample d_1:T ~ p(d): fix_static/digits/{accuracy, ...}
 (C-DSVAE Table 3, after R-WAE Table 2: the judge must still read the same two digits).
 Paper (C-DSVAE Table 3): Acc 97.84 %, IS 7.163, H(y|x) 0.145, H(y) 2.176.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` (2 CPU cores, alone): the judge reads the pair with 0.888 (3000 steps, 17 min);
 C-DSVAE after 3000 steps (61 min; --config.train.num_steps=3000) keeps the judged pair 7.9 %
 (IS 3.68, H(y|x) 1.02, H(y) 2.32) and reads it from s with 25 % (SVC; from d 2.4 %): a budget

@@ -21,6 +21,8 @@ many as the smallest class has (eval.judge_balanced_per_class = -1; keys `*_bala
 split has 296 sequences of each motion, so for fix_dynamics that subset is the whole split; the
 static labels' classes are unequal and are cut to the smallest. 0 restores IS and entropies over
 every scored sequence (the keys without `_balanced`).
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured (2 CPU cores): `:cpu` with 2400 steps trains in 18 min; appearance attributes are read
 from s with 0.88-1.00 accuracy and from d at chance, motion from d with 1.00 (from s 0.58);
 verification EER static 0.063 / dynamic 0.529. The `:cpu` judge (7 min) scores 1.000 on every

@@ -24,6 +24,8 @@ Variants:
             posterior, 1200 steps (half the DSVAE `:cpu` run's; docs/results.md).
   :smoke    a few steps at tiny width on a 2-character build (tests).
 Paper (Table 1, SPYL): Acc 100 %, IS 8.942, H(y|x) 0.006, H(y) 2.197.
+Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
+with the current code is pending, issue 21):
 Measured, `:cpu` (2 CPU cores): 1200 steps in 19 min; fix d and sample s keeps the judged action
 83.82 +- 0.47 % (IS 8.082, H(y|x) 0.091, H(y) 2.180; DSVAE `:cpu` with 2400 steps: 72.4 %,
 C-DSVAE `:cpu`: 86.0 %); details in docs/results.md ("C-DSVAE and SPYL on Sprites").
