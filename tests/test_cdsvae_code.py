@@ -224,8 +224,8 @@ def test_losses_pass_their_mws_estimator(method, monkeypatch):
                         or original(out, n, estimator))
     from method_testing import setup
 
-    method_lib, model, _, batch, state = setup(config)
-    models.get_method(config.method).loss_fn(
+    _, model, _, batch, state = setup(config)
+    jax.eval_shape(lambda: models.get_method(config.method).loss_fn(  # traced, not run
         model, state.params, state.batch_stats, {"video": jnp.asarray(batch["video"]) / 255.0},
-        KEY, config, train=True)
+        KEY, config, train=True))
     assert seen == ["per_frame_code"]
