@@ -42,3 +42,29 @@ def train_on_fixed_batch(config, steps):
         history.append(jax.device_get(metrics))
     assert step._cache_size() == 1  # one executable for every step
     return history
+
+
+def contrastive_gradients(config):
+    """Gradient of SPYL's contrastive terms (I(s; x) + I(d; x)) w.r.t. every parameter, from
+    one train-mode pass on the fixed batch (`spyl.contrastive_terms`, jitted)."""
+    import numpy as np
+
+    from seqdis_jax.models import spyl
+
+    _, model, _, batch, state = setup(config)
+    x = batch["video"].astype(np.float32) / 255.0
+
+    def objective(params):
+        variables = {"params": params, "batch_stats": state.batch_stats}
+        out, stats = model.apply(variables, x, True, rngs={"sample": jax.random.PRNGKey(1)},
+                                 mutable=["batch_stats"])
+        mi_s, mi_d, _ = spyl.contrastive_terms(model, params, stats["batch_stats"], out,
+                                               jax.random.PRNGKey(2), config, True)
+        return mi_s + mi_d
+
+    return jax.jit(jax.grad(objective))(state.params)
+
+
+def squared_norm(tree):
+    """Sum of squares of every leaf of a gradient tree, as a float."""
+    return float(sum(jnp.sum(jnp.square(a)) for a in jax.tree.leaves(tree)))

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from method_testing import setup, smoke_config
+from method_testing import contrastive_gradients, setup, smoke_config, squared_norm
 
 from experiments import spyl_shapes
 from seqdis_jax.models import spyl
@@ -100,39 +100,20 @@ def _code_config(**overrides):
                         spyl__bank_negatives=4, **overrides)
 
 
-def _contrastive_gradients(config):
-    _, model, _, batch, state = setup(config)
-    x = batch["video"].astype(np.float32) / 255.0
-
-    def objective(params):
-        variables = {"params": params, "batch_stats": state.batch_stats}
-        out, stats = model.apply(variables, x, True, rngs={"sample": jax.random.PRNGKey(1)},
-                                 mutable=["batch_stats"])
-        mi_s, mi_d, _ = spyl.contrastive_terms(model, params, stats["batch_stats"], out,
-                                               jax.random.PRNGKey(2), config, True)
-        return mi_s + mi_d
-
-    return jax.jit(jax.grad(objective))(state.params)
-
-
-def _norm(tree):
-    return float(sum(jnp.sum(jnp.square(a)) for a in jax.tree.leaves(tree)))
-
-
 def test_code_views_carry_the_gradient_and_the_bank_none(monkeypatch):
     config = _code_config()
-    grads = _contrastive_gradients(config)
+    grads = contrastive_gradients(config)
     # Through the views: decoded frames -> decoder; the static view's prior means -> prior.
-    assert _norm(grads["decoder"]) > 0
-    assert _norm(grads["prior"]) > 0
-    assert _norm(grads["encoder"]) > 0 and _norm(grads["static_posterior"]) > 0
-    assert _norm(grads["dynamic_posterior"]) > 0
+    assert squared_norm(grads["decoder"]) > 0
+    assert squared_norm(grads["prior"]) > 0
+    assert squared_norm(grads["encoder"]) > 0 and squared_norm(grads["static_posterior"]) > 0
+    assert squared_norm(grads["dynamic_posterior"]) > 0
 
     # The bank carries none: the same gradient with a bank built from stop-gradiented weights.
     real_bank = spyl.code_bank
     monkeypatch.setattr(spyl, "code_bank", lambda model, params, stats, *rest: real_bank(
         model, jax.lax.stop_gradient(params), stats, *rest))
-    frozen_bank = _contrastive_gradients(config)
+    frozen_bank = contrastive_gradients(config)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9),
                  grads, frozen_bank)
 
@@ -142,11 +123,11 @@ def test_code_views_carry_the_gradient_and_the_bank_none(monkeypatch):
     real_decode = spyl._decode
     monkeypatch.setattr(spyl, "_decode", lambda model, params, stats, s, d, train: real_decode(
         model, params, stats, jax.lax.stop_gradient(s), jax.lax.stop_gradient(d), train))
-    detached = _contrastive_gradients(config)
-    assert _norm(detached["prior"]) == 0.0
+    detached = contrastive_gradients(config)
+    assert squared_norm(detached["prior"]) == 0.0
     for name in ("static_posterior", "dynamic_posterior"):
         difference = jax.tree.map(lambda a, b: a - b, grads[name], detached[name])
-        assert _norm(difference) > 1e-6 * _norm(grads[name]), name
+        assert squared_norm(difference) > 1e-6 * squared_norm(grads[name]), name
 
 
 def test_warmup_keeps_only_the_bank_batch_norm_updates(monkeypatch):

@@ -163,13 +163,9 @@ ANCHOR_DECODES = ("shared", "separate")
 def _decode_anchor(model, params, batch_stats, out, a, train):
     """x^_a from a decoder call of its own on (s, d_a): (frames (B, 1, ...), log-variance or
     None, batch_stats) -- the authors' `recon_frame_x`."""
-    variables = {"params": params, "batch_stats": batch_stats}
-    args = (out["s"], out["d"][:, a:a + 1], train)
-    if not train:
-        return (*model.apply(variables, *args, method=model.decode_distribution), batch_stats)
-    (frames, logvar), updates = model.apply(variables, *args, method=model.decode_distribution,
-                                            mutable=["batch_stats"])
-    return frames, logvar, updates["batch_stats"]
+    (frames, logvar), batch_stats = dsvae.decode_updating_batch_stats(
+        model, params, batch_stats, out["s"], out["d"][:, a:a + 1], train)
+    return frames, logvar, batch_stats
 
 
 def loss_fn(

@@ -177,6 +177,19 @@ class DSVAE(nn.Module):
         return self.prior.sample(batch, num_steps)
 
 
+def _decode_distribution_of(module: DSVAE, codes: tuple[Array, Array], train: bool):
+    return module.decode_distribution(*codes, train)
+
+
+def decode_updating_batch_stats(model: DSVAE, params: Any, batch_stats: Any, s: Array,
+                                d: Array, train: bool) -> tuple[tuple[Array, Array | None], Any]:
+    """((mean of x_1:T, its log-variance or None), batch_stats) of decode(s, d_1:T) as an apply
+    of its own -- its own BatchNorm batch in training, as a separate `decoder(...)` call of
+    the authors' code (SPYL's views and bank, DBSE's anchor frame). Gradients flow through."""
+    return apply_updating_batch_stats(model, params, batch_stats, (s, d), train,
+                                      method=_decode_distribution_of)
+
+
 def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fields: Any
           ) -> DSVAE:
     """The model of `config.model`; a method whose network subclasses DSVAE passes its class

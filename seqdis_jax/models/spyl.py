@@ -123,11 +123,16 @@ def _repeat(a: Array, k: int) -> Array:
     return jnp.repeat(a, k, axis=0)
 
 
+def _prior_draw(model, params, batch_stats, rng, batch: int, steps: int) -> tuple[Array, Array]:
+    """(means, samples) of one free-running (ancestral) draw of the learned prior."""
+    return model.apply({"params": params, "batch_stats": batch_stats}, batch, steps,
+                       method=model.sample_dynamics, rngs={"sample": rng})
+
+
 def _sample_prior(model, params, batch_stats, rng, batch: int, steps: int, static_dim: int):
     """(s ~ N(0, I), d_1:T ~ learned prior), the 'arbitrary' other factor of a view."""
     s_rng, d_rng = jax.random.split(rng)
-    _, d = model.apply({"params": params, "batch_stats": batch_stats}, batch, steps,
-                       method=model.sample_dynamics, rngs={"sample": d_rng})
+    _, d = _prior_draw(model, params, batch_stats, d_rng, batch, steps)
     return jax.random.normal(s_rng, (batch, static_dim)), d
 
 
@@ -139,14 +144,11 @@ def time_average(a: Array) -> Array:
     return jnp.mean(a, axis=1)
 
 
-def _decode_codes(module: dsvae.DSVAE, codes: tuple[Array, Array], train: bool) -> Array:
-    return module.decode(*codes, train)
-
-
 def _decode(model, params, batch_stats, s, d, train):
     """Decoded x_1:T of (s, d_1:T), one BatchNorm batch; gradients flow through it."""
-    return apply_updating_batch_stats(model, params, batch_stats, (s, d), train,
-                                      method=_decode_codes)
+    (frames, _), batch_stats = dsvae.decode_updating_batch_stats(model, params, batch_stats,
+                                                                 s, d, train)
+    return frames, batch_stats
 
 
 def _encode(model, params, batch_stats, x, rng, train):
@@ -157,9 +159,7 @@ def _encode(model, params, batch_stats, x, rng, train):
 
 def _prior_means(model, params, batch_stats, rng, batch, steps):
     """The means sequence of one free-running (ancestral) draw of the learned prior."""
-    means, _ = model.apply({"params": params, "batch_stats": batch_stats}, batch, steps,
-                           method=model.sample_dynamics, rngs={"sample": rng})
-    return means
+    return _prior_draw(model, params, batch_stats, rng, batch, steps)[0]
 
 
 def code_bank(model, params, batch_stats, rng, size, steps, static_dim, train):
