@@ -42,11 +42,14 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--plain_conv_transpose", action="store_true")
+    parser.add_argument("--conv_lowering", choices=("gemm", "xla"), default="gemm")
+    parser.add_argument("--variant", default="default")
     parser.add_argument("--method", choices=sorted(CONFIGS), default="dsvae")
     args = parser.parse_args()
     jax.config.update("jax_threefry_partitionable", False)
 
-    config = CONFIGS[args.method].get_config("default")
+    config = CONFIGS[args.method].get_config(args.variant)
+    config.model.cpu_conv_lowering = args.conv_lowering
     config.data.batch_size = args.batch
     config.model.width = args.width
     config.model.fast_conv_transpose = not args.plain_conv_transpose

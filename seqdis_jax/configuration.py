@@ -25,7 +25,7 @@ ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
                 "rwae.decoder_fusion": "framewise", "model.dynamic_posterior": "lstm",
                 "model.static_head_activation": "linear", "cdsvae.mws_estimator": "sequence",
                 "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared",
-                "model.recurrent_init": "flax"}
+                "model.recurrent_init": "flax", "model.cpu_conv_lowering": "gemm"}
 
 
 class UserInputError(ValueError):
@@ -92,6 +92,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
             f"{config.model.compute_dtype!r}."
         )
+    if config.model.get("cpu_conv_lowering", "gemm") not in ("gemm", "xla"):
+        raise UserInputError(
+            f"config.model.cpu_conv_lowering must be 'gemm' or 'xla', got "
+            f"{config.model.cpu_conv_lowering!r}.")
     _positive(
         config, "data.batch_size", "data.num_train", "data.num_test", "data.pixel_scale",
         "model.static_dim", "model.dynamic_dim", "model.hidden_dim", "model.feature_dim",

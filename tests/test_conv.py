@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from jax import lax
 
-from seqdis_jax.nn.conv import FastConvTranspose, conv_transpose, conv_transpose_padding
+from seqdis_jax.nn.conv import (
+    FastConv,
+    FastConvTranspose,
+    conv2d,
+    conv2d_gemm,
+    conv_transpose,
+    conv_transpose_padding,
+)
 
 # (input shape NHWC, features, kernel_size, strides, padding)
 CASES = [
@@ -166,3 +173,68 @@ def test_bfloat16_compute_dtype():
     scale = float(jnp.abs(gp_plain["kernel"]).max())
     _close(gp_fast["kernel"], gp_plain["kernel"], rtol=5e-2, atol=2e-2 * scale)
     _close(gx_fast, gx_plain, rtol=5e-2, atol=2e-2 * float(jnp.abs(gx_plain).max()))
+
+
+# --- FastConv: convolutions as space-to-depth + one matrix product on the CPU -------------------
+
+CONV_CASES = [  # (input NHWC, features, kernel, strides, padding): the encoder's and odd ones
+    pytest.param((2, 8, 8, 3), 4, (4, 4), (2, 2), ((1, 1), (1, 1)), id="encoder-k4-s2-p1"),
+    pytest.param((3, 4, 4, 5), 6, (4, 4), (1, 1), "VALID", id="encoder-last-4x4-valid"),
+    pytest.param((2, 9, 7, 3), 4, (4, 2), (2, 2), ((1, 2), (0, 1)), id="odd-sizes-uneven-pad"),
+    pytest.param((2, 6, 6, 2), 3, (3, 3), (1, 1), "SAME", id="k3-s1-same"),
+    pytest.param((2, 7, 7, 2), 3, (3, 3), (2, 2), "SAME", id="k3-s2-fallback"),
+]
+
+
+@pytest.mark.parametrize("shape,features,kernel_size,strides,padding", CONV_CASES)
+def test_fast_conv_matches_lax_conv_forward_and_gradients(shape, features, kernel_size, strides,
+                                                          padding):
+    """The GEMM lowering (what the CPU runs) equals flax's nn.Conv / lax.conv, values and both
+    gradients, within float32 tolerance; params are interchangeable."""
+    x = _normal(shape, 1)
+    fast = FastConv(features, kernel_size, strides, padding)
+    ref = nn.Conv(features, kernel_size, strides, padding)
+    params = _params(ref, x)
+    assert jax.tree.structure(params) == jax.tree.structure(
+        jax.eval_shape(fast.init, jax.random.key(0), x)["params"])
+    cot = _normal(jax.eval_shape(ref.apply, {"params": params}, x).shape, 2)
+
+    def loss(layer):
+        return lambda p, x: jnp.sum(layer.apply({"params": p}, x) * cot)
+
+    for layer_out, ref_out in zip(jax.value_and_grad(loss(fast), (0, 1))(params, x),
+                                  jax.value_and_grad(loss(ref), (0, 1))(params, x)):
+        for a, b in zip(jax.tree.leaves(layer_out), jax.tree.leaves(ref_out)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_conv2d_gemm_is_what_the_cpu_runs():
+    """On the CPU `conv2d` lowers to a dot (no convolution in the compiled program); with
+    lowering='xla' it keeps XLA's convolution."""
+    x, w = _normal((2, 8, 8, 3), 0), _normal((4, 4, 3, 4), 1)
+    pads = ((1, 1), (1, 1))
+    hlo = jax.jit(lambda x, w: conv2d(x, w, (2, 2), pads)).lower(x, w).compile().as_text()
+    assert "convolution(" not in hlo and "dot(" in hlo
+    hlo = jax.jit(lambda x, w: conv2d(x, w, (2, 2), pads, "xla")).lower(x, w).compile().as_text()
+    assert "convolution(" in hlo
+    np.testing.assert_allclose(conv2d_gemm(x, w, (2, 2), pads),
+                               lax.conv_general_dilated(x, w, (2, 2), pads,
+                                                        dimension_numbers=("NHWC", "HWIO", "NHWC")),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_gemm_bfloat16_accumulates_in_float32():
+    """bf16 operands: the product is accumulated in float32 (preferred_element_type), so the
+    error is the inputs' rounding only: within 1e-2 relative of the float32 result."""
+    x, w = _normal((2, 16, 16, 64), 0), _normal((4, 4, 64, 8), 1)
+    pads = ((1, 1), (1, 1))
+    y32 = conv2d_gemm(x, w, (2, 2), pads)
+    y16 = conv2d_gemm(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), (2, 2), pads)
+    assert y16.dtype == jnp.bfloat16
+    rel = float(jnp.linalg.norm(y16.astype(jnp.float32) - y32) / jnp.linalg.norm(y32))
+    assert rel < 1e-2, rel
+
+
+def test_conv2d_gemm_rejects_kernel_not_divisible_by_stride():
+    with pytest.raises(ValueError, match="divisible by the strides"):
+        conv2d_gemm(jnp.zeros((1, 7, 7, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), ((1, 1), (1, 1)))

@@ -234,3 +234,40 @@ def test_video_networks_float32_gradients_match_float64(monkeypatch):
     monkeypatch.setattr(video, "_batch_norm", lambda train, dtype, name: nn.BatchNorm(
         use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name))
     assert _decoder_gradient_error(256) > 1e-4
+
+
+def test_frame_encoder_gemm_lowering_equals_xla_convolutions():
+    """model.cpu_conv_lowering: the encoder with its convolutions as matrix products (the CPU
+    default) computes what XLA's convolutions compute, outputs, running averages and every
+    parameter gradient, in train mode."""
+    frames = jax.random.uniform(jax.random.PRNGKey(0), (6, 64, 64, 3))
+    outs = {}
+    for lowering in ("gemm", "xla"):
+        encoder = FrameEncoder(16, width=0.125, conv_lowering=lowering)
+        variables = encoder.init(jax.random.PRNGKey(1), frames, True)
+
+        def loss(params, encoder=encoder, variables=variables):
+            y, updates = encoder.apply({"params": params, "batch_stats": variables["batch_stats"]},
+                                       frames, True, mutable=["batch_stats"])
+            return jnp.sum(jnp.sin(3.0 * y)), updates
+
+        outs[lowering] = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+    # Each conv bias feeds a BatchNorm, so its true gradient is 0 and both results are
+    # rounding noise: compare every leaf on the scale of the largest value of its kind.
+    (value, stats), grads = outs["xla"]
+    (value_gemm, stats_gemm), grads_gemm = outs["gemm"]
+    np.testing.assert_allclose(value_gemm, value, rtol=1e-5)
+    for gemm, xla in ((stats_gemm, stats), (grads_gemm, grads)):
+        scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(xla))
+        for a, b in zip(jax.tree.leaves(gemm), jax.tree.leaves(xla)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_config_rejects_unknown_cpu_conv_lowering():
+    from experiments import sprites
+    from seqdis_jax import configuration
+
+    config = sprites.get_config("smoke")
+    config.model.cpu_conv_lowering = "im2col"
+    with pytest.raises(configuration.UserInputError, match="cpu_conv_lowering must be"):
+        configuration.validate(config)

@@ -65,6 +65,7 @@ class DSVAE(nn.Module):
     channels: int = 3
     dtype: Any = None
     fast_conv_transpose: bool = True
+    conv_lowering: str = "gemm"  # the frame encoder's CPU convolutions (FrameEncoder)
     modality: str = "video"  # one of MODALITIES
     num_features: int = 0  # F of a speech / series frame (B, T, F)
     dynamic_posterior_kind: str = "lstm"  # one of DYNAMIC_POSTERIORS
@@ -73,7 +74,8 @@ class DSVAE(nn.Module):
 
     def setup(self):
         if self.modality == "video":
-            self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype)
+            self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype,
+                                        conv_lowering=self.conv_lowering)
             self.decoder = FrameDecoder(
                 self.channels, self.width, self.dtype, self.fast_conv_transpose
             )
@@ -205,6 +207,7 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         channels=config.data.channels,
         dtype=jnp.dtype(m.compute_dtype) if m.compute_dtype != "float32" else None,
         fast_conv_transpose=m.fast_conv_transpose,
+        conv_lowering=m.get("cpu_conv_lowering", "gemm"),
         modality=m.get("modality", "video"),
         num_features=config.data.get("num_features", 0),
         dynamic_posterior_kind=m.get("dynamic_posterior", "lstm"),

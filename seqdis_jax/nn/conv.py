@@ -35,7 +35,8 @@ PaddingLike = str | int | Sequence[int | tuple[int, int]]
 Ints = Sequence[int]
 Pads = Sequence[tuple[int, int]]
 
-__all__ = ["FastConvTranspose", "conv_transpose", "conv_transpose_padding"]
+__all__ = ["FastConv", "FastConvTranspose", "conv2d", "conv2d_gemm", "conv_transpose",
+           "conv_transpose_padding"]
 
 
 def _transpose_pad(k: int, s: int, padding: str) -> tuple[int, int]:
@@ -279,3 +280,112 @@ class FastConvTranspose(nn.Module):
         if len(batch_shape) != 1:
             y = jnp.reshape(y, batch_shape + y.shape[1:])
         return y
+
+
+# --- Convolutions as one matrix product (CPU) ---------------------------------------------------
+# XLA:CPU runs a float32 dot at about twice the speed of its convolutions, and the gradients of
+# a strided convolution much slower still (bench/conv_cpu.py). A convolution whose kernel size is
+# a multiple of its stride is one matrix product after a space-to-depth rearrangement:
+#   y[i, j] = sum_{ki, kj} x_pad[s i + ki, s j + kj] W[ki, kj]
+#           = sum_{a, b < k/s} X[i + a, j + b] . W'[a, b]        (ki = s a + p, kj = s b + q),
+# with X = space_to_depth(x_pad, s), whose channels are (p, q, c), and W' the kernel regrouped
+# to match. The (k/s)^2 shifted views of X are concatenated along channels (an im2col of
+# (k/s)^2 taps instead of k^2) and multiplied by W' as one (N*Ho*Wo, (k/s)^2 s^2 C) x
+# ((k/s)^2 s^2 C, Cout) matrix product. Autodiff of that program is again matrix products plus
+# the transposes of the slices, so no custom VJP is needed.
+
+
+def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
+    """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
+    written as space-to-depth + one `dot_general`. Needs kernel size % stride == 0 per axis.
+
+    bfloat16 operands are multiplied with float32 accumulation (`preferred_element_type`),
+    which reaches the CPU's bf16 matrix units; the result has the operands' dtype.
+    """
+    n, h, w, c = x.shape
+    kh, kw, _, c_out = kernel.shape
+    sh, sw = strides
+    if kh % sh or kw % sw:
+        raise ValueError(f"conv2d_gemm needs kernel size {kernel.shape[:2]} divisible by the "
+                         f"strides {tuple(strides)}; use lax.conv_general_dilated.")
+    (plo, phi), (qlo, qhi) = padding
+    ho, wo = (h + plo + phi - kh) // sh + 1, (w + qlo + qhi - kw) // sw + 1
+    # pad to whole s x s blocks covering every window (extra rows are zeros no window reads)
+    hp, wp = -(-(h + plo + phi) // sh) * sh, -(-(w + qlo + qhi) // sw) * sw
+    x = lax.pad(x, jnp.zeros((), x.dtype),
+                ((0, 0, 0), (plo, hp - h - plo, 0), (qlo, wp - w - qlo, 0), (0, 0, 0)))
+    ta, tb = kh // sh, kw // sw
+    blocks = x.reshape(n, hp // sh, sh, wp // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
+    blocks = blocks.reshape(n, hp // sh, wp // sw, sh * sw * c)
+    if ta == 1 and tb == 1 and blocks.shape[1:3] == (ho, wo):
+        patches = blocks
+    else:
+        patches = jnp.concatenate(
+            [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
+    w_mat = kernel.reshape(ta, sh, tb, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
+    w_mat = w_mat.reshape(ta * tb * sh * sw * c, c_out)
+    acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
+    y = lax.dot_general(patches.reshape(n * ho * wo, -1), w_mat, (((1,), (0,)), ((), ())),
+                        preferred_element_type=acc)
+    return y.reshape(n, ho, wo, c_out).astype(jnp.result_type(x, kernel))
+
+
+def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike,
+           lowering: str = "gemm") -> Array:
+    """2-D convolution (NHWC, HWIO kernel) that runs as `conv2d_gemm` on the CPU and as XLA's
+    own convolution elsewhere (`lax.platform_dependent`, resolved when the program is lowered:
+    GPUs and TPUs keep their vendor kernels). `lowering="xla"` always uses `lax.conv`."""
+    strides = tuple(int(s) for s in strides)
+    kernel_size = tuple(int(k) for k in kernel.shape[:2])
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(x.shape[1:3], kernel_size, strides, padding)
+    else:
+        pads = nn.linear.canonicalize_padding(padding, 2)
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
+
+    def plain(x, kernel):
+        y = lax.conv_general_dilated(x, kernel, strides, pads,
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     preferred_element_type=acc)
+        return y.astype(jnp.result_type(x, kernel))
+
+    def gemm(x, kernel):
+        return conv2d_gemm(x, kernel, strides, pads)
+
+    if lowering not in ("gemm", "xla"):
+        raise ValueError(f"conv lowering must be 'gemm' or 'xla', got {lowering!r}.")
+    if lowering == "xla" or any(k % s for k, s in zip(kernel_size, strides)):
+        return plain(x, kernel)
+    return lax.platform_dependent(x, kernel, cpu=gemm, default=plain)
+
+
+class FastConv(nn.Module):
+    """Drop-in for a 2-D `flax.linen.Conv` (same params 'kernel' (kh, kw, in, out) and 'bias',
+    same outputs up to float rounding) that runs as one matrix product on XLA:CPU (`conv2d`).
+
+    Kernel dilation, feature groups, masks and CIRCULAR padding are not supported.
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] = (1, 1)
+    padding: PaddingLike = "SAME"
+    use_bias: bool = True
+    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    lowering: str = "gemm"  # "xla": lax.conv everywhere (benchmarks, tests)
+
+    @nn.compact
+    def __call__(self, inputs: Array) -> Array:
+        """inputs (N, H, W, in) -> (N, H', W', features)."""
+        kernel = self.param("kernel", self.kernel_init,
+                            tuple(self.kernel_size) + (inputs.shape[-1], self.features),
+                            self.param_dtype)
+        bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+                if self.use_bias else None)
+        inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        y = conv2d(inputs, kernel, self.strides, self.padding, self.lowering)
+        return y if bias is None else y + bias

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from seqdis_jax.nn.conv import FastConvTranspose
+from seqdis_jax.nn.conv import FastConv, FastConvTranspose
 
 Array = jax.Array
 
@@ -123,6 +123,9 @@ class FrameEncoder(nn.Module):
     # 0.01-scale kernel changes it by ~lr/0.01 (20% at lr 2e-3); a judge with that init learned
     # shape slowly (docs/results.md).
     kernel_init: Any = conv_init
+    # "gemm": on the CPU each convolution runs as one matrix product (`nn.conv.FastConv`, same
+    # values); "xla": XLA's convolution everywhere. Other platforms always use their own.
+    conv_lowering: str = "gemm"
 
     @nn.compact
     def __call__(self, frames: Array, train: bool) -> Array:
@@ -135,23 +138,25 @@ class FrameEncoder(nn.Module):
         h = frames.astype(self.dtype or jnp.float32)
         for i, channels in enumerate((64, 128, 256, 512)):
             # Explicit (1, 1) padding: 'SAME' would pad (1, 2) for k4/s2 and shift the output.
-            h = nn.Conv(
+            h = FastConv(
                 scaled(channels, self.width),
                 (4, 4),
                 strides=(2, 2),
                 padding=((1, 1), (1, 1)),
                 kernel_init=self.kernel_init,
                 dtype=self.dtype,
+                lowering=self.conv_lowering,
                 name=f"conv{i + 1}",
             )(h)
             h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
             h = nn.leaky_relu(h, 0.2)
-        h = nn.Conv(
+        h = FastConv(
             self.feature_dim,
             (4, 4),
             padding="VALID",
             kernel_init=self.kernel_init,
             dtype=self.dtype,
+            lowering=self.conv_lowering,
             name="conv5",
         )(h)
         h = _batch_norm(train, self.dtype, "bn5")(h)

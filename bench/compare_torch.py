@@ -1,0 +1,261 @@
+"""Our training step against the PyTorch reference (bench/torch_reference.py), side by side in
+one run on the same machine: the speed ratio per method, batch, width and dtype.
+
+    pip install -e .[bench] --extra-index-url https://download.pytorch.org/whl/cpu  # torch (CPU)
+    python bench/compare_torch.py                              # dsvae, cdsvae, dbse; batch 32
+    python bench/compare_torch.py --methods=cdsvae --batches=32,128 --variants=default,cpu
+    python bench/compare_torch.py --dtypes=float32,bfloat16 --rounds=3 --json=/tmp/cmp.json
+
+For each (method, batch, variant) it starts two worker processes, ours (JAX) and the reference
+(PyTorch, float32), each building its step at the same sizes (our config
+experiments/<method>_sprites.py:<variant> with the authors' posterior of `:code`; the
+reference is given the same widths and sizes), running --warmup untimed steps (compilation)
+and then waiting. The driver then asks them in turn, A B A B ..., for --steps_per_round timed
+steps each, for --rounds rounds, so that both see the same machine state; only one worker runs
+at a time. Each `dtype` of ours is a separate worker (bfloat16 = `model.compute_dtype`:
+bf16 activations and matrix products with float32 accumulation, float32 parameters and Adam).
+
+Printed per row: the median and minimum step time of each, `torch / ours` on medians (> 1: ours
+is faster), and the sustained GFLOP/s of our step (XLA's cost analysis of the compiled step,
+the same model FLOPs as the reference's; recurrences counted for one scan iteration, so a
+lower bound) next to XLA's own float32 2048^2 matmul GFLOP/s measured in the same run.
+Workers use every core (`torch.set_num_threads(os.cpu_count())`; XLA's default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+METHODS = ("dsvae", "cdsvae", "dbse")
+FRAMES = 8
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+def our_config(method: str, variant: str, batch: int, dtype: str = "float32"):
+    """Our Sprites config of `method` at `variant`'s sizes with the `:code` model switches (the
+    authors' networks and losses), so that it computes what bench/torch_reference.py does."""
+    sys.path.insert(0, ROOT)
+    from experiments import base, cdsvae_sprites, dbse_sprites, sprites
+
+    module = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "dbse": dbse_sprites}[method]
+    config = module.get_config(variant)
+    if method in ("dsvae", "cdsvae"):
+        base.set_cdsvae_code_posterior(config)
+        config.model.static_head_activation = "leaky_relu"
+    if method == "cdsvae":
+        config.cdsvae.contrastive_weight = 10.0
+        config.cdsvae.mws_estimator = "per_frame_code"
+    if method == "dbse":
+        code = dbse_sprites.get_config("code")
+        for key in ("subtraction", "sequence_reconstruction", "anchor_decode",
+                    "reconstruction_reduction"):
+            config.dbse[key] = code.dbse[key]
+        config.model.recurrent_init = "pytorch"
+        if variant == "default":
+            config.model.hidden_dim = code.model.hidden_dim
+            config.model.feature_dim = code.model.feature_dim
+    config.data.batch_size = batch
+    config.model.compute_dtype = dtype
+    return config
+
+
+def torch_sizes(config) -> dict:
+    m = config.model
+    return dict(width=float(m.width), feature_dim=int(m.feature_dim),
+                static_dim=int(m.static_dim), dynamic_dim=int(m.dynamic_dim),
+                hidden_dim=int(m.hidden_dim))
+
+
+def jax_worker(method: str, variant: str, batch: int, dtype: str, warmup: int) -> None:
+    sys.path.insert(0, ROOT)
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from seqdis_jax import models, train
+
+    config = our_config(method, variant, batch, dtype)
+    algo = models.get_method(config.method)
+    model = algo.build(config)
+    tx = train.make_optimizer(config, algo)
+    shape = (batch, FRAMES, 64, 64, 3)
+    state = train.create_train_state(model, tx, jnp.zeros(shape), jax.random.PRNGKey(0))
+    step = train.make_train_step(algo, model, tx, config)
+    batch_data = {"video": np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)}
+    rng = jax.random.PRNGKey(1)
+    compiled = step.lower(state, batch_data, rng).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    flops = float(cost.get("flops", 0.0))
+
+    def run() -> float:
+        nonlocal state
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch_data, rng)
+        jax.block_until_ready((state, metrics))
+        return time.perf_counter() - start
+
+    a = jnp.ones((2048, 2048), jnp.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(matmul(a))
+    matmul_times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        jax.block_until_ready(matmul(a))
+        matmul_times.append(time.perf_counter() - start)
+    info = dict(flops=flops, matmul_gflops=2 * 2048**3 / min(matmul_times) / 1e9,
+                params=int(sum(x.size for x in jax.tree.leaves(state.params))))
+    _serve(run, warmup, info)
+
+
+def torch_worker(method: str, variant: str, batch: int, warmup: int, bf16: bool) -> None:
+    import torch
+
+    sys.path.insert(0, HERE)
+    import torch_reference
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    config = our_config(method, variant, batch)
+    sizes = torch_sizes(config)
+    width = sizes.pop("width")
+    step = torch_reference.make_step(method, batch, FRAMES, width, bf16=bf16, **sizes)
+
+    def run() -> float:
+        start = time.perf_counter()
+        step()
+        return time.perf_counter() - start
+
+    info = dict(params=torch_reference.count_parameters(method, width, flax_biases=True,
+                                                        **sizes),
+                torch=torch.__version__)
+    _serve(run, warmup, info)
+
+
+def _serve(run, warmup: int, info: dict) -> None:
+    """Warm up, report ready, then run `k` timed steps per request line until EOF."""
+    for _ in range(warmup):
+        run()
+    print(json.dumps(dict(ready=True, **info)), flush=True)
+    for line in sys.stdin:
+        k = int(line)
+        print(json.dumps(dict(times=[run() for _ in range(k)])), flush=True)
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+class Worker:
+    def __init__(self, name: str, args: list[str]):
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
+        self.info = self._read()
+        self.times: list[float] = []
+
+    def _read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.name} exited (code {self.proc.wait()}); run it "
+                               "alone to see its error")
+        return json.loads(line)
+
+    def run(self, k: int) -> None:
+        self.proc.stdin.write(f"{k}\n")
+        self.proc.stdin.flush()
+        self.times += self._read()["times"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> list[dict]:
+    common = ["--method", method, "--batch", str(batch), "--variant", variant,
+              "--warmup", str(args.warmup)]
+    workers = [Worker("torch float32", ["--worker=torch", *common])]
+    if args.torch_bf16:
+        workers.append(Worker("torch bf16 autocast", ["--worker=torch", "--bf16", *common]))
+    workers += [Worker(f"ours {d}", ["--worker=jax", "--dtype", d, *common]) for d in dtypes]
+    try:
+        for _ in range(args.rounds):  # A B A B ...
+            for w in workers:
+                w.run(args.steps_per_round)
+    finally:
+        for w in workers:
+            w.close()
+    reference = statistics.median(workers[0].times)
+    rows = []
+    for w in workers:
+        median = statistics.median(w.times)
+        row = dict(method=method, batch=batch, variant=variant, who=w.name,
+                   median_s=round(median, 3), min_s=round(min(w.times), 3),
+                   times=[round(t, 3) for t in w.times],
+                   torch_over_this=round(reference / median, 2), params=w.info["params"])
+        if "flops" in w.info:
+            row.update(gflops_per_s=round(w.info["flops"] / median / 1e9, 1),
+                       step_gflop=round(w.info["flops"] / 1e9, 1),
+                       xla_matmul_2048_gflops_per_s=round(w.info["matmul_gflops"], 1))
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--batches", default="32")
+    parser.add_argument("--variants", default="default", help="default (full width), cpu")
+    parser.add_argument("--dtypes", default="float32", help="ours: float32, bfloat16")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps_per_round", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--torch_bf16", action="store_true",
+                        help="also time the reference under torch.autocast(bfloat16)")
+    parser.add_argument("--json", default=None)
+    # worker mode (internal)
+    parser.add_argument("--worker", choices=("jax", "torch"), default=None)
+    parser.add_argument("--method", default="dsvae")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--variant", default="default")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--bf16", action="store_true")
+    args = parser.parse_args()
+    if args.worker == "jax":
+        return jax_worker(args.method, args.variant, args.batch, args.dtype, args.warmup)
+    if args.worker == "torch":
+        return torch_worker(args.method, args.variant, args.batch, args.warmup, args.bf16)
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines()
+                  if ln.startswith("Model name")), platform.processor())
+    print(json.dumps(dict(cpu=model, cores=os.cpu_count(), date=time.strftime("%Y-%m-%d"))),
+          flush=True)
+    rows = []
+    for method in args.methods.split(","):
+        for batch in (int(b) for b in args.batches.split(",")):
+            for variant in args.variants.split(","):
+                rows += compare(method, batch, variant, args.dtypes.split(","), args)
+    print(f"\n{'method':7} {'batch':>5} {'variant':8} {'who':22} {'median s':>9} {'min s':>7} "
+          f"{'torch/this':>10} {'GFLOP/s':>8} {'matmul':>7}", file=sys.stderr)
+    for r in rows:
+        print(f"{r['method']:7} {r['batch']:5d} {r['variant']:8} {r['who']:22} "
+              f"{r['median_s']:9.3f} {r['min_s']:7.3f} {r['torch_over_this']:10.2f} "
+              f"{r.get('gflops_per_s', ''):>8} {r.get('xla_matmul_2048_gflops_per_s', ''):>7}",
+              file=sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(dict(cpu=model, rows=rows), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
