@@ -76,7 +76,8 @@ def torch_sizes(config) -> dict:
                 hidden_dim=int(m.hidden_dim))
 
 
-def jax_worker(method: str, variant: str, batch: int, dtype: str, warmup: int) -> None:
+def jax_worker(method: str, variant: str, batch: int, dtype: str, lowering: str,
+               warmup: int) -> None:
     sys.path.insert(0, ROOT)
     import jax
     import jax.numpy as jnp
@@ -85,6 +86,7 @@ def jax_worker(method: str, variant: str, batch: int, dtype: str, warmup: int) -
     from seqdis_jax import models, train
 
     config = our_config(method, variant, batch, dtype)
+    config.model.cpu_conv_lowering = lowering
     algo = models.get_method(config.method)
     model = algo.build(config)
     tx = train.make_optimizer(config, algo)
@@ -185,7 +187,9 @@ def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> l
     workers = [Worker("torch float32", ["--worker=torch", *common])]
     if args.torch_bf16:
         workers.append(Worker("torch bf16 autocast", ["--worker=torch", "--bf16", *common]))
-    workers += [Worker(f"ours {d}", ["--worker=jax", "--dtype", d, *common]) for d in dtypes]
+    workers += [Worker(f"ours {d} {lowering}",
+                       ["--worker=jax", "--dtype", d, "--lowering", lowering, *common])
+                for d in dtypes for lowering in args.lowerings.split(",")]
     try:
         for _ in range(args.rounds):  # A B A B ...
             for w in workers:
@@ -216,6 +220,8 @@ def main() -> None:
     parser.add_argument("--batches", default="32")
     parser.add_argument("--variants", default="default", help="default (full width), cpu")
     parser.add_argument("--dtypes", default="float32", help="ours: float32, bfloat16")
+    parser.add_argument("--lowerings", default="gemm",
+                        help="ours: model.cpu_conv_lowering, gemm (default) and/or xla (before)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps_per_round", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)
@@ -228,10 +234,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--variant", default="default")
     parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--lowering", default="gemm")
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
     if args.worker == "jax":
-        return jax_worker(args.method, args.variant, args.batch, args.dtype, args.warmup)
+        return jax_worker(args.method, args.variant, args.batch, args.dtype, args.lowering,
+                          args.warmup)
     if args.worker == "torch":
         return torch_worker(args.method, args.variant, args.batch, args.warmup, args.bf16)
 
@@ -245,10 +253,10 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             for variant in args.variants.split(","):
                 rows += compare(method, batch, variant, args.dtypes.split(","), args)
-    print(f"\n{'method':7} {'batch':>5} {'variant':8} {'who':22} {'median s':>9} {'min s':>7} "
+    print(f"\n{'method':7} {'batch':>5} {'variant':8} {'who':26} {'median s':>9} {'min s':>7} "
           f"{'torch/this':>10} {'GFLOP/s':>8} {'matmul':>7}", file=sys.stderr)
     for r in rows:
-        print(f"{r['method']:7} {r['batch']:5d} {r['variant']:8} {r['who']:22} "
+        print(f"{r['method']:7} {r['batch']:5d} {r['variant']:8} {r['who']:26} "
               f"{r['median_s']:9.3f} {r['min_s']:7.3f} {r['torch_over_this']:10.2f} "
               f"{r.get('gflops_per_s', ''):>8} {r.get('xla_matmul_2048_gflops_per_s', ''):>7}",
               file=sys.stderr)

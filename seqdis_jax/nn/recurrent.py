@@ -135,7 +135,10 @@ class RNNDynamicPosterior(nn.Module):
     def __call__(self, bilstm_outputs: Array) -> tuple[Array, Array]:
         cell = nn.SimpleCell(self.hidden_dim, activation_fn=jnp.tanh, dtype=self.dtype,
                              name="rnn_cell", **cell_init(self.recurrent_init, self.hidden_dim))
-        h = nn.RNN(cell, name="rnn")(bilstm_outputs)
+        # h_0 = 0 in the compute dtype: SimpleCell returns its carry in `dtype`, and scan needs
+        # the carry's dtype fixed (flax's default initial carry is float32)
+        h0 = jnp.zeros(bilstm_outputs.shape[:1] + (self.hidden_dim,), self.dtype or jnp.float32)
+        h = nn.RNN(cell, name="rnn")(bilstm_outputs, initial_carry=h0)
         return GaussianHead(self.dynamic_dim, self.dtype, name="head")(h)
 
 
