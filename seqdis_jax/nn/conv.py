@@ -284,8 +284,9 @@ class FastConvTranspose(nn.Module):
 
 # --- Convolutions as one matrix product (CPU) ---------------------------------------------------
 # XLA:CPU runs a float32 dot at about twice the speed of its convolutions, and the gradients of
-# a strided convolution much slower still (bench/conv_cpu.py). A convolution whose kernel size is
-# a multiple of its stride is one matrix product after a space-to-depth rearrangement:
+# a strided convolution slower still (bench/compare_torch.py --lowerings=gemm,xla measures the
+# step both ways). A convolution whose kernel size is a multiple of its stride is one matrix
+# product after a space-to-depth rearrangement:
 #   y[i, j] = sum_{ki, kj} x_pad[s i + ki, s j + kj] W[ki, kj]
 #           = sum_{a, b < k/s} X[i + a, j + b] . W'[a, b]        (ki = s a + p, kj = s b + q),
 # with X = space_to_depth(x_pad, s), whose channels are (p, q, c), and W' the kernel regrouped
