@@ -1,0 +1,64 @@
+"""Forward and forward + backward time of the DCGAN frame encoder and decoder alone (train
+mode, BatchNorm batch statistics), per `cpu_conv_lowering` and compute dtype.
+
+    python bench/frame_networks_cpu.py 1.0 256     # width, frames (batch 32 x 8 frames)
+    python bench/frame_networks_cpu.py 0.25 256    # the :cpu width
+
+Prints the minimum of 5 runs after compilation, in ms, one line per network and setting.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from seqdis_jax.nn.video import FrameDecoder, FrameEncoder  # noqa: E402
+
+
+def best_ms(f, *args, repeats: int = 5) -> int:
+    jax.block_until_ready(f(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        times.append(time.perf_counter() - start)
+    return round(1e3 * min(times))
+
+
+def timed(module, inputs, target):
+    variables = module.init(jax.random.PRNGKey(0), inputs, True)
+
+    def loss(params, inputs):
+        y, _ = module.apply({"params": params, "batch_stats": variables["batch_stats"]}, inputs,
+                            True, mutable=["batch_stats"])
+        return jnp.sum((y.astype(jnp.float32) - target) ** 2)
+
+    params = variables["params"]
+    return best_ms(jax.jit(loss), params, inputs), best_ms(jax.jit(jax.grad(loss)), params,
+                                                           inputs)
+
+
+def main() -> None:
+    width = float(sys.argv[1]) if len(sys.argv) > 1 else 1.0
+    frames = int(sys.argv[2]) if len(sys.argv) > 2 else 256
+    x = jax.random.uniform(jax.random.PRNGKey(0), (frames, 64, 64, 3))
+    z = jax.random.normal(jax.random.PRNGKey(1), (frames, 160))
+    for lowering in ("xla", "gemm"):
+        for dtype in (None, jnp.bfloat16):
+            fwd, both = timed(FrameEncoder(128, width, dtype, conv_lowering=lowering), x, 0.0)
+            print(f"encoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
+                  f"forward {fwd} ms, forward+backward {both} ms", flush=True)
+    for dtype in (None, jnp.bfloat16):
+        fwd, both = timed(FrameDecoder(3, width, dtype), z, 0.5)
+        print(f"decoder dtype={jnp.dtype(dtype or jnp.float32).name}: forward {fwd} ms, "
+              f"forward+backward {both} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
