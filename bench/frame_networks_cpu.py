@@ -54,10 +54,11 @@ def main() -> None:
             fwd, both = timed(FrameEncoder(128, width, dtype, conv_lowering=lowering), x, 0.0)
             print(f"encoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
                   f"forward {fwd} ms, forward+backward {both} ms", flush=True)
-    for dtype in (None, jnp.bfloat16):
-        fwd, both = timed(FrameDecoder(3, width, dtype), z, 0.5)
-        print(f"decoder dtype={jnp.dtype(dtype or jnp.float32).name}: forward {fwd} ms, "
-              f"forward+backward {both} ms", flush=True)
+    for lowering in ("xla", "gemm"):
+        for dtype in (None, jnp.bfloat16):
+            fwd, both = timed(FrameDecoder(3, width, dtype, conv_lowering=lowering), z, 0.5)
+            print(f"decoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
+                  f"forward {fwd} ms, forward+backward {both} ms", flush=True)
 
 
 if __name__ == "__main__":

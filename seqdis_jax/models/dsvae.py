@@ -65,7 +65,7 @@ class DSVAE(nn.Module):
     channels: int = 3
     dtype: Any = None
     fast_conv_transpose: bool = True
-    conv_lowering: str = "gemm"  # the frame encoder's CPU convolutions (FrameEncoder)
+    conv_lowering: str = "gemm"  # the frame networks' CPU convolutions (FrameEncoder, -Decoder)
     modality: str = "video"  # one of MODALITIES
     num_features: int = 0  # F of a speech / series frame (B, T, F)
     dynamic_posterior_kind: str = "lstm"  # one of DYNAMIC_POSTERIORS
@@ -76,9 +76,8 @@ class DSVAE(nn.Module):
         if self.modality == "video":
             self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype,
                                         conv_lowering=self.conv_lowering)
-            self.decoder = FrameDecoder(
-                self.channels, self.width, self.dtype, self.fast_conv_transpose
-            )
+            self.decoder = FrameDecoder(self.channels, self.width, self.dtype,
+                                        self.fast_conv_transpose, self.conv_lowering)
         elif self.modality == "speech":
             self.decoder = SpeechDecoder(self.num_features, dtype=self.dtype)
         elif self.modality == "series":

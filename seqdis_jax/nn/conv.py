@@ -200,20 +200,29 @@ def conv_transpose(
     strides: Sequence[int],
     padding: PaddingLike = "SAME",
     precision: lax.PrecisionLike = None,
+    lowering: str = "gemm",
 ) -> Array:
     """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, kernel (*k, in, out),
-    ``transpose_kernel=False``) with a custom VJP that is fast on XLA:CPU for strides > 1.
+    ``transpose_kernel=False``), fast on XLA:CPU for strides > 1.
 
-    The backward pass uses the strided convolution that this op is the transpose of: its
-    forward for the input gradient, its ordinary weight gradient for the kernel gradient.
-    Stride 1 uses plain autodiff (no input dilation, so it is already fast). The custom
-    backward is selected for the CPU only (`lax.platform_dependent`, resolved when the program
-    is lowered): GPUs and TPUs keep their vendor kernels for the transposed-conv gradients.
+    On the CPU (`lax.platform_dependent`, resolved when the program is lowered; GPUs and TPUs
+    keep their vendor kernels):
+      * ``lowering="gemm"`` (2-D, kernel size a multiple of the stride): the linear transpose of
+        the strided convolution f that this op transposes, with f written as one matrix product
+        (`conv2d_gemm`): x times the kernel matrix, then the transposes of f's slices
+        (overlap-adds). Its autodiff is matrix products again. Other shapes use the next one.
+      * ``lowering="xla"``: XLA's transposed convolution forward with a custom VJP that uses
+        f's forward for the input gradient and f's weight gradient for the kernel gradient
+        (XLA:CPU's own kernel gradient of a strided transposed convolution is very slow).
+    Stride 1 uses plain autodiff (no input dilation, so it is already fast).
     """
     nd = x.ndim - 2
     strides = tuple(int(s) for s in strides)
     kernel_size = tuple(int(k) for k in kernel.shape[:nd])
     pads = conv_transpose_padding(kernel_size, strides, padding)
+    if lowering not in ("gemm", "xla"):
+        raise ValueError(f"conv lowering must be 'gemm' or 'xla', got {lowering!r}.")
+
     def plain(x, kernel):
         return _transposed_conv(x, kernel, strides, pads, precision)
 
@@ -222,7 +231,28 @@ def conv_transpose(
 
     if all(s == 1 for s in strides):
         return plain(x, kernel)
-    return lax.platform_dependent(x, kernel, cpu=fast, default=plain)
+    cpu = fast
+    if lowering == "gemm" and nd == 2 and not any(k % s for k, s in zip(kernel_size, strides)):
+        # T's output size: the stride-dilated input, padded, minus the kernel, plus one
+        out_spatial = tuple((n - 1) * s + 1 + lo + hi - k + 1 for n, s, (lo, hi), k
+                            in zip(x.shape[1:-1], strides, pads, kernel_size))
+        f_pads = _f_padding(pads, kernel_size, strides, x.shape[1:-1], out_spatial)
+        if all(lo >= 0 and hi >= 0 for lo, hi in f_pads):
+
+            def cpu(x, kernel):
+                return _conv_transpose_gemm(x, kernel, strides, f_pads, out_spatial)
+
+    return lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
+
+
+def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
+                         out_spatial: Ints) -> Array:
+    """T(x, K) as the linear transpose of z -> f(z, K) = conv2d_gemm(z, K flipped, in <-> out)
+    (`python bench/frame_networks_cpu.py` times the decoder with either lowering)."""
+    flipped = jnp.swapaxes(lax.rev(kernel, (0, 1)), 2, 3)  # (k, k, out, in): f's HWIO kernel
+    z = jnp.zeros((x.shape[0], *out_spatial, kernel.shape[-1]), x.dtype)
+    (y,) = jax.linear_transpose(lambda z: conv2d_gemm(z, flipped, strides, f_pads), z)(x)
+    return y
 
 
 class FastConvTranspose(nn.Module):
@@ -244,6 +274,7 @@ class FastConvTranspose(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     precision: lax.PrecisionLike = None
+    lowering: str = "gemm"  # CPU only, see `conv_transpose`
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
@@ -274,7 +305,8 @@ class FastConvTranspose(nn.Module):
         )
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
-        y = conv_transpose(inputs, kernel, strides, self.padding, precision=self.precision)
+        y = conv_transpose(inputs, kernel, strides, self.padding, precision=self.precision,
+                           lowering=self.lowering)
         if bias is not None:
             y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
         if len(batch_shape) != 1:

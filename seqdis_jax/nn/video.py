@@ -11,6 +11,7 @@ configs can be small.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -167,19 +168,24 @@ class FrameDecoder(nn.Module):
     """Latent vector -> 64x64 frame: ConvT(k4, s1) 1x1->4x4, three ConvT(k4, s2) blocks
     512-256-128-64 with BN + LeakyReLU(0.2), ConvT(k4, s2) to C channels + sigmoid.
 
-    The stride-2 layers use `FastConvTranspose`, whose backward pass avoids XLA:CPU's slow
-    kernel gradient for transposed convolutions (values identical to `nn.ConvTranspose`).
+    The stride-2 layers use `FastConvTranspose` (values identical to `nn.ConvTranspose`): on
+    the CPU it runs as matrix products (`conv_lowering="gemm"`) or with a custom backward pass
+    that avoids XLA:CPU's slow kernel gradient for transposed convolutions ("xla").
     """
 
     out_channels: int = 3
     width: float = 1.0
     dtype: Any = None
     fast_conv_transpose: bool = True  # False: plain nn.ConvTranspose (for benchmarks)
+    conv_lowering: str = "gemm"  # CPU: "gemm" or "xla", see `nn.conv.conv_transpose`
 
     @nn.compact
     def __call__(self, latents: Array, train: bool) -> Array:
         """latents: (N, D) -> (N, 64, 64, out_channels) in [0, 1]."""
-        conv_transpose = FastConvTranspose if self.fast_conv_transpose else nn.ConvTranspose
+        if self.fast_conv_transpose:
+            conv_transpose = partial(FastConvTranspose, lowering=self.conv_lowering)
+        else:
+            conv_transpose = nn.ConvTranspose
         h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
         specs = [
             (512, (1, 1), "VALID"),
