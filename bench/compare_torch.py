@@ -214,6 +214,23 @@ def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> l
     return rows
 
 
+def print_table(path: str) -> None:
+    """Markdown rows of a --json file; GFLOP/s from the FLOP count of the `xla` program of the
+    same (method, batch, variant) for every row, so that rows compare at equal work."""
+    with open(path, encoding="utf-8") as f:
+        rows = json.load(f)["rows"]
+    flops = {(r["method"], r["batch"], r["variant"]): r["step_gflop"] for r in rows
+             if r["who"].endswith(" xla") and "float32" in r["who"]}
+    print("| method | batch | width | who | step (s), median (min) | torch fp32 / this | GFLOP/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        key = (r["method"], r["batch"], r["variant"])
+        rate = f"{flops[key] / r['median_s']:.0f}" if key in flops else ""
+        width = {"default": "paper", "cpu": "`:cpu`"}.get(r["variant"], r["variant"])
+        print(f"| {r['method']} | {r['batch']} | {width} | {r['who']} | {r['median_s']:.3f} "
+              f"({r['min_s']:.3f}) | {r['torch_over_this']:.2f} | {rate} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -228,6 +245,8 @@ def main() -> None:
     parser.add_argument("--torch_bf16", action="store_true",
                         help="also time the reference under torch.autocast(bfloat16)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--table", default=None, metavar="JSON",
+                        help="print the markdown table of a saved --json file and exit")
     # worker mode (internal)
     parser.add_argument("--worker", choices=("jax", "torch"), default=None)
     parser.add_argument("--method", default="dsvae")
@@ -237,6 +256,8 @@ def main() -> None:
     parser.add_argument("--lowering", default="gemm")
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
+    if args.table:
+        return print_table(args.table)
     if args.worker == "jax":
         return jax_worker(args.method, args.variant, args.batch, args.dtype, args.lowering,
                           args.warmup)

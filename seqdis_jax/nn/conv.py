@@ -255,14 +255,10 @@ def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
     return y
 
 
-class FastConvTranspose(nn.Module):
-    """Drop-in for `flax.linen.ConvTranspose` (same params, same outputs) whose backward pass
-    is fast on XLA:CPU; see the module docstring and `conv_transpose`.
-
-    Parameters are 'kernel' (*kernel_size, in, features) and 'bias' (features,), initialised
-    like `nn.ConvTranspose`. CIRCULAR padding, kernel dilation, masks and
-    ``transpose_kernel=True`` are not supported.
-    """
+class _ConvLayer(nn.Module):
+    """The fields `FastConv` and `FastConvTranspose` share with flax's Conv / ConvTranspose,
+    plus `lowering`: the CPU program, "gemm" (matrix products) or "xla" (see `conv2d`,
+    `conv_transpose`)."""
 
     features: int
     kernel_size: int | Sequence[int]
@@ -273,8 +269,19 @@ class FastConvTranspose(nn.Module):
     bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
     dtype: Any = None
     param_dtype: Any = jnp.float32
+    lowering: str = "gemm"
+
+
+class FastConvTranspose(_ConvLayer):
+    """Drop-in for `flax.linen.ConvTranspose` (same params, same outputs) whose backward pass
+    is fast on XLA:CPU; see the module docstring and `conv_transpose`.
+
+    Parameters are 'kernel' (*kernel_size, in, features) and 'bias' (features,), initialised
+    like `nn.ConvTranspose`. CIRCULAR padding, kernel dilation, masks and
+    ``transpose_kernel=True`` are not supported.
+    """
+
     precision: lax.PrecisionLike = None
-    lowering: str = "gemm"  # CPU only, see `conv_transpose`
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
@@ -393,32 +400,24 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike
     return lax.platform_dependent(x, kernel, cpu=gemm, default=plain)
 
 
-class FastConv(nn.Module):
+class FastConv(_ConvLayer):
     """Drop-in for a 2-D `flax.linen.Conv` (same params 'kernel' (kh, kw, in, out) and 'bias',
     same outputs up to float rounding) that runs as one matrix product on XLA:CPU (`conv2d`).
 
     Kernel dilation, feature groups, masks and CIRCULAR padding are not supported.
     """
 
-    features: int
-    kernel_size: Sequence[int]
-    strides: Sequence[int] = (1, 1)
-    padding: PaddingLike = "SAME"
-    use_bias: bool = True
-    kernel_init: nn.initializers.Initializer = nn.linear.default_kernel_init
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros_init()
-    dtype: Any = None
-    param_dtype: Any = jnp.float32
-    lowering: str = "gemm"  # "xla": lax.conv everywhere (benchmarks, tests)
-
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
         """inputs (N, H, W, in) -> (N, H', W', features)."""
+        ks = self.kernel_size
+        kernel_size = (ks, ks) if isinstance(ks, int) else tuple(ks)
+        strides = self.strides
+        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
         kernel = self.param("kernel", self.kernel_init,
-                            tuple(self.kernel_size) + (inputs.shape[-1], self.features),
-                            self.param_dtype)
+                            kernel_size + (inputs.shape[-1], self.features), self.param_dtype)
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        y = conv2d(inputs, kernel, self.strides, self.padding, self.lowering)
+        y = conv2d(inputs, kernel, strides, self.padding, self.lowering)
         return y if bias is None else y + bias
