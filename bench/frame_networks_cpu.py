@@ -4,7 +4,9 @@ mode, BatchNorm batch statistics), per `cpu_conv_lowering` and compute dtype.
     python bench/frame_networks_cpu.py 1.0 256     # width, frames (batch 32 x 8 frames)
     python bench/frame_networks_cpu.py 0.25 256    # the :cpu width
 
-Prints the minimum of 5 runs after compilation, in ms, one line per network and setting.
+Prints the minimum of 5 runs after compilation, in ms, one line per network and setting, and
+the time of C-DSVAE's two views alone (`data.augment`: content and motion augmentation of
+frames / 8 sequences of 8 frames, forward only, as inside the C-DSVAE step).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import jax.numpy as jnp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from seqdis_jax.data import augment  # noqa: E402
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder  # noqa: E402
 
 
@@ -59,6 +62,16 @@ def main() -> None:
             fwd, both = timed(FrameDecoder(3, width, dtype, conv_lowering=lowering), z, 0.5)
             print(f"decoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
                   f"forward {fwd} ms, forward+backward {both} ms", flush=True)
+    video = x.reshape(frames // 8, 8, 64, 64, 3)
+
+    @jax.jit
+    def views(rng, video):
+        content_rng, motion_rng = jax.random.split(rng)
+        return (augment.content_augmentation(content_rng, video),
+                augment.motion_augmentation(motion_rng, video))
+
+    print(f"C-DSVAE views (content + motion augmentation), {frames // 8} sequences: "
+          f"{best_ms(views, jax.random.PRNGKey(2), video)} ms", flush=True)
 
 
 if __name__ == "__main__":
