@@ -7,6 +7,7 @@ methods and batches, sharded over every device, FLOP/s, JSON.)
     python bench/train_step_cpu.py --method=cdsvae --batch=128
     python bench/train_step_cpu.py --method=spyl --batch=32
     python bench/train_step_cpu.py --method=rwae --batch=32   # R-WAE(MMD); rwae_gan: R-WAE(GAN)
+    python bench/train_step_cpu.py --variant=cpu --conv_lowering=xla  # config variant; lowering
 
 Batch x 8 frames of 64x64x3; the method's settings and sizes are its Sprites `:default` config
 (experiments/<method>_sprites.py: g = 128, ds = 256, dd = 32, hidden 256 for DSVAE, C-DSVAE and

@@ -46,7 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     # FastConvTranspose (custom CPU backward, same values) in the decoder; False: nn.ConvTranspose.
     config.model.fast_conv_transpose = True
     # CPU only: the frame encoder's and decoder's (transposed) convolutions as matrix products
-    # ("gemm", same values, faster forward and backward: bench/compare_torch.py) or XLA's
+    # ("gemm", same values, faster forward + backward: bench/compare_torch.py) or XLA's
     # convolutions ("xla"; the decoder then keeps FastConvTranspose's custom backward)
     config.model.cpu_conv_lowering = "gemm"
     # Posterior switches of the C-DSVAE authors' code (seqdis_jax/models/dsvae.py; on in the

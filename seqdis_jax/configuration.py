@@ -13,6 +13,7 @@ from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import models
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.models.dsvae import DYNAMIC_POSTERIORS, MODALITIES
+from seqdis_jax.nn import conv
 from seqdis_jax.nn.recurrent import RECURRENT_INITS, STATIC_HEAD_ACTIVATIONS
 
 CONFIG_FILE = "config.json"
@@ -92,9 +93,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
             f"{config.model.compute_dtype!r}."
         )
-    if config.model.get("cpu_conv_lowering", "gemm") not in ("gemm", "xla"):
+    if config.model.get("cpu_conv_lowering", "gemm") not in conv.LOWERINGS:
         raise UserInputError(
-            f"config.model.cpu_conv_lowering must be 'gemm' or 'xla', got "
+            f"config.model.cpu_conv_lowering must be one of {conv.LOWERINGS}, got "
             f"{config.model.cpu_conv_lowering!r}.")
     _positive(
         config, "data.batch_size", "data.num_train", "data.num_test", "data.pixel_scale",

@@ -31,11 +31,13 @@ from flax.linen.dtypes import promote_dtype
 from jax import lax
 
 Array = jax.Array
+# What the CPU runs (`conv2d`, `conv_transpose`): matrix products, or XLA's convolutions
+LOWERINGS = ("gemm", "xla")
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
 Ints = Sequence[int]
 Pads = Sequence[tuple[int, int]]
 
-__all__ = ["FastConv", "FastConvTranspose", "conv2d", "conv2d_gemm", "conv_transpose",
+__all__ = ["LOWERINGS", "FastConv", "FastConvTranspose", "conv2d", "conv2d_gemm", "conv_transpose",
            "conv_transpose_padding"]
 
 
@@ -194,6 +196,11 @@ def _bwd(
 _conv_transpose_fast.defvjp(_fwd, _bwd)
 
 
+def _check_lowering(lowering: str) -> None:
+    if lowering not in LOWERINGS:
+        raise ValueError(f"conv lowering must be one of {LOWERINGS}, got {lowering!r}.")
+
+
 def conv_transpose(
     x: Array,
     kernel: Array,
@@ -220,8 +227,7 @@ def conv_transpose(
     strides = tuple(int(s) for s in strides)
     kernel_size = tuple(int(k) for k in kernel.shape[:nd])
     pads = conv_transpose_padding(kernel_size, strides, padding)
-    if lowering not in ("gemm", "xla"):
-        raise ValueError(f"conv lowering must be 'gemm' or 'xla', got {lowering!r}.")
+    _check_lowering(lowering)
 
     def plain(x, kernel):
         return _transposed_conv(x, kernel, strides, pads, precision)
@@ -322,10 +328,10 @@ class FastConvTranspose(_ConvLayer):
 
 
 # --- Convolutions as one matrix product (CPU) ---------------------------------------------------
-# XLA:CPU runs a float32 dot at about twice the speed of its convolutions, and the gradients of
-# a strided convolution slower still (bench/compare_torch.py --lowerings=gemm,xla measures the
-# step both ways). A convolution whose kernel size is a multiple of its stride is one matrix
-# product after a space-to-depth rearrangement:
+# XLA:CPU's gradients of a strided convolution are slow next to its dots
+# (`python bench/frame_networks_cpu.py` times the frame networks with either lowering,
+# bench/compare_torch.py --lowerings=gemm,xla the whole step). A convolution whose kernel size
+# is a multiple of its stride is one matrix product after a space-to-depth rearrangement:
 #   y[i, j] = sum_{ki, kj} x_pad[s i + ki, s j + kj] W[ki, kj]
 #           = sum_{a, b < k/s} X[i + a, j + b] . W'[a, b]        (ki = s a + p, kj = s b + q),
 # with X = space_to_depth(x_pad, s), whose channels are (p, q, c), and W' the kernel regrouped
@@ -357,11 +363,8 @@ def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) 
     ta, tb = kh // sh, kw // sw
     blocks = x.reshape(n, hp // sh, sh, wp // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
     blocks = blocks.reshape(n, hp // sh, wp // sw, sh * sw * c)
-    if ta == 1 and tb == 1 and blocks.shape[1:3] == (ho, wo):
-        patches = blocks
-    else:
-        patches = jnp.concatenate(
-            [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
+    patches = jnp.concatenate(
+        [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
     w_mat = kernel.reshape(ta, sh, tb, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
     w_mat = w_mat.reshape(ta * tb * sh * sw * c, c_out)
     acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
@@ -393,8 +396,7 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike
     def gemm(x, kernel):
         return conv2d_gemm(x, kernel, strides, pads)
 
-    if lowering not in ("gemm", "xla"):
-        raise ValueError(f"conv lowering must be 'gemm' or 'xla', got {lowering!r}.")
+    _check_lowering(lowering)
     if lowering == "xla" or any(k % s for k, s in zip(kernel_size, strides)):
         return plain(x, kernel)
     return lax.platform_dependent(x, kernel, cpu=gemm, default=plain)
