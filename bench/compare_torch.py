@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -49,19 +48,15 @@ def our_config(method: str, variant: str, batch: int, dtype: str = "float32"):
 
     module = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "dbse": dbse_sprites}[method]
     config = module.get_config(variant)
-    if method in ("dsvae", "cdsvae"):
+    if method == "dsvae":  # the C-DSVAE authors' network without their contrastive terms
         base.set_cdsvae_code_posterior(config)
         config.model.static_head_activation = "leaky_relu"
     if method == "cdsvae":
-        config.cdsvae.contrastive_weight = 10.0
-        config.cdsvae.mws_estimator = "per_frame_code"
+        cdsvae_sprites.set_code_switches(config)
     if method == "dbse":
-        code = dbse_sprites.get_config("code")
-        for key in ("subtraction", "sequence_reconstruction", "anchor_decode",
-                    "reconstruction_reduction"):
-            config.dbse[key] = code.dbse[key]
-        config.model.recurrent_init = "pytorch"
+        dbse_sprites.set_code_switches(config)
         if variant == "default":
+            code = dbse_sprites.get_config("code")
             config.model.hidden_dim = code.model.hidden_dim
             config.model.feature_dim = code.model.feature_dim
     config.data.batch_size = batch
@@ -264,9 +259,10 @@ def main() -> None:
     if args.worker == "torch":
         return torch_worker(args.method, args.variant, args.batch, args.warmup, args.bf16)
 
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines()
-                  if ln.startswith("Model name")), platform.processor())
+    sys.path.insert(0, ROOT)
+    from seqdis_jax.machine import cpu_model
+
+    model = cpu_model()
     print(json.dumps(dict(cpu=model, cores=os.cpu_count(), date=time.strftime("%Y-%m-%d"))),
           flush=True)
     rows = []

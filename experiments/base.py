@@ -75,7 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3  # the latest K checkpoints are kept
     # Also keep the `keep_best` checkpoints with the best `best_metric` (a term of the method's
     # loss, e.g. 'loss' or 'reconstruction', averaged over the first `validation_batches`
-    # test batches at each checkpoint, in eval mode); '' disables the ranking.
+    # test batches at each checkpoint, in eval mode; or a judged accuracy of eval.judge_every's
+    # curve, e.g. 'judge_curve/fix_dynamics/mean_accuracy', with best_mode 'max'); ''
+    # disables the ranking.
     config.train.best_metric = ""
     config.train.best_mode = "min"  # 'min' or 'max'
     config.train.keep_best = 1
@@ -108,6 +110,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.latent_classifiers = ("svc", "random_forest", "knn")
     config.eval.mi_batch_size = 100  # M of the MWS estimator
     config.eval.mi_every = 0  # log MWS mutual-information curves every N steps (0: never)
+    # Log the judged generation accuracy (fix d, sample s; fix s, sample d) on a fixed
+    # validation set of judge_curve_sequences test sequences every N steps (0: never); a
+    # multiple of train.log_every. Needs the dataset's judge (--mode=judge).
+    config.eval.judge_every = 0
+    config.eval.judge_curve_sequences = 300
     # Downstream tasks (add_downstream_task): predictors trained on frozen codes.
     config.eval.downstream = ml_collections.ConfigDict()
     config.eval.downstream_steps = 2000  # Adam steps of each predictor

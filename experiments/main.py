@@ -8,6 +8,9 @@ Flags:
   --mode               train (train, then evaluate), eval (restore the latest checkpoint and
                        evaluate only) or judge (train the dataset's judge classifier into
                        config.judge.workdir and report its test accuracy per factor).
+  --checkpoint         with --mode=eval: latest (default), best (the kept checkpoint ranked
+                       best by config.train.best_metric) or a step number. A checkpoint other
+                       than the latest writes metrics_step<N>.json, leaving metrics.json as is.
   --multihost          call jax.distributed.initialize() first (one process per host on a
                        TPU pod slice or a multi-node GPU cluster). Cloud TPU and SLURM give
                        the coordinator, process count and index; elsewhere pass
@@ -31,6 +34,8 @@ from ml_collections import config_dict, config_flags
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "judge"], "What to run.")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", "latest", "--mode=eval: 'latest', 'best' or a step number.")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() (multi-host TPU/GPU runs).")
 _COORDINATOR = flags.DEFINE_string(
@@ -105,7 +110,7 @@ def _check_existing_judge(config, test_data) -> None:
         judge.check_compatible(metadata, config, test_data, judge_dir)
 
 
-def run(config, workdir: str, mode: str) -> dict:
+def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
     from seqdis_jax import configuration, evaluate, parallel, train
@@ -132,11 +137,14 @@ def run(config, workdir: str, mode: str) -> dict:
         evaluate.check_downstream_tasks(config, test_data)
     except ValueError as e:
         raise configuration.UserInputError(str(e)) from None
-    if any(evaluate.EVALUATORS[name].needs_judge for name in names):
+    ranks_by_judge = config.train.get("best_metric", "").startswith(
+        evaluate.JUDGE_CURVE_PREFIX + "/")
+    if (any(evaluate.EVALUATORS[name].needs_judge for name in names)
+            or config.eval.get("judge_every", 0) or ranks_by_judge):
         _check_existing_judge(config, test_data)
     configuration.check_workdir_compatible(config, workdir)
     if mode == "eval":
-        return train.evaluate_checkpoint(config, workdir)
+        return train.evaluate_checkpoint(config, workdir, checkpoint)
     os.makedirs(workdir, exist_ok=True)
     configuration.save_config(config, workdir)
     return train.train_and_evaluate(config, workdir)
@@ -247,7 +255,7 @@ def main(argv: list[str]) -> None:
     from seqdis_jax.train import MissingCheckpointError, NonFiniteTrainingError
 
     try:
-        results = run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+        results = run(_CONFIG.value, _WORKDIR.value, _MODE.value, _CHECKPOINT.value)
     except (UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError,
             NotPreparedError) as e:
         print(f"error: {e}", file=sys.stderr)

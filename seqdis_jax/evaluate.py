@@ -135,9 +135,10 @@ def run_evaluators(
     state: Any,
     rng: Array,
     judge_loader: Callable[[ml_collections.ConfigDict, Any], tuple] | None = None,
+    results_file: str = "metrics.json",
 ) -> dict[str, Any]:
     """Runs the evaluators in `config.eval.evaluators` ('all': every one the dataset's labels
-    allow); writes `metrics.json`."""
+    allow); writes `results_file` in `workdir`."""
     dataset = data_registry.load(config.data, "test")
     names = select_evaluators(config.eval.evaluators, dataset,
                               config.model.get("modality", "video"))
@@ -155,7 +156,7 @@ def run_evaluators(
         ctx.rng = jax.random.fold_in(rng, i)
         results.update(EVALUATORS[name].fn(ctx))
     if jax.process_index() == 0:
-        path = os.path.join(workdir, "metrics.json")
+        path = os.path.join(workdir, results_file)
         if os.path.exists(path):  # keep results of evaluators that were not run this time
             with open(path, encoding="utf-8") as f:
                 previous = json.load(f)
@@ -416,6 +417,35 @@ def judge_balanced_subset(labels: np.ndarray, per_class: int, factor: str,
             f"all).") from None
 
 
+def _generate_and_judge_fn(model: Any, judge: Any, repeats: int) -> Callable:
+    """jit(variables, judge_variables, video, rng) -> (fix-d probabilities, fix-s probabilities),
+    each {factor: (repeats, B, K)}: for each of `repeats` draws, the judge's class
+    probabilities of x decoded from (s ~ N(0, I), posterior-mean d_1:T) and from
+    (posterior-mean s, prior-sampled d_1:T)."""
+
+    @jax.jit
+    def generate_and_judge(variables, judge_variables, video, rng):
+        post_rng, rng = jax.random.split(rng)
+        out = model.apply(variables, video, False, rngs={"sample": post_rng}, method=model.encode)
+        s_mean, d_mean = out["s_mean"], out["d_mean"]
+        b, t = d_mean.shape[:2]
+        decode = lambda s, d: model.apply(variables, s, d, False, method=model.decode)
+        judge_probs = lambda x: {k: jax.nn.softmax(v, -1)
+                                 for k, v in judge.apply(judge_variables, x).items()}
+
+        def one_repeat(key):
+            static_key, prior_key = jax.random.split(key)
+            s_random = jax.random.normal(static_key, s_mean.shape)
+            d_prior, _ = model.apply(variables, b, t, method=model.sample_dynamics,
+                                     rngs={"sample": prior_key})
+            return judge_probs(decode(s_random, d_mean)), judge_probs(decode(s_mean, d_prior))
+
+        # Repeats run one after another (lax.map) so memory stays that of one batch.
+        return jax.lax.map(one_repeat, jax.random.split(rng, repeats))
+
+    return generate_and_judge
+
+
 @register("judge_generation", needs_labels="any", needs_judge=True, modalities=("video",))
 def judge_generation(ctx: EvalContext) -> dict[str, Any]:
     """Conditional generation scored by the judge, `eval.judge_repeats` times (mean, std), on
@@ -453,27 +483,8 @@ def judge_generation(ctx: EvalContext) -> dict[str, Any]:
                 values.append(int(record[name]))
         for name, values in true_labels.items():
             judge_balanced_subset(np.array(values), per_class, name, limit)
-    model, repeats = ctx.model, ctx.config.eval.judge_repeats
-
-    @jax.jit
-    def generate_and_judge(variables, judge_variables, video, rng):
-        post_rng, rng = jax.random.split(rng)
-        out = model.apply(variables, video, False, rngs={"sample": post_rng}, method=model.encode)
-        s_mean, d_mean = out["s_mean"], out["d_mean"]
-        b, t = d_mean.shape[:2]
-        decode = lambda s, d: model.apply(variables, s, d, False, method=model.decode)
-        judge_probs = lambda x: {k: jax.nn.softmax(v, -1)
-                                 for k, v in judge.apply(judge_variables, x).items()}
-
-        def one_repeat(key):
-            static_key, prior_key = jax.random.split(key)
-            s_random = jax.random.normal(static_key, s_mean.shape)
-            d_prior, _ = model.apply(variables, b, t, method=model.sample_dynamics,
-                                     rngs={"sample": prior_key})
-            return judge_probs(decode(s_random, d_mean)), judge_probs(decode(s_mean, d_prior))
-
-        # Repeats run one after another (lax.map) so memory stays that of one batch.
-        return jax.lax.map(one_repeat, jax.random.split(rng, repeats))
+    generate_and_judge = _generate_and_judge_fn(ctx.model, judge,
+                                                ctx.config.eval.judge_repeats)
 
     fixed_d: dict[str, list[np.ndarray]] = {}
     fixed_s: dict[str, list[np.ndarray]] = {}
@@ -735,6 +746,77 @@ def make_mi_curve(config: ml_collections.ConfigDict, model: Any
                                    video, rng))
         return {k: float(v) for k, v in values.items() if k.startswith("mi_")}
 
+    return curve
+
+
+JUDGE_CURVE_PREFIX = "judge_curve"
+
+
+def judge_curve_sequences(config: ml_collections.ConfigDict) -> int:
+    """`eval.judge_curve_sequences`, checked: the test sequences the judged curve scores."""
+    n = config.eval.get("judge_curve_sequences", 300)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"config.eval.judge_curve_sequences must be a positive count of test "
+                         f"sequences, got {n!r}.")
+    return n
+
+
+def make_judge_curve(config: ml_collections.ConfigDict, model: Any,
+                     dataset: data_registry.Dataset,
+                     judge_loader: Callable[[], tuple[Any, Any, dict[str, Any]]]
+                     ) -> Callable[[Any], dict[str, float]]:
+    """state -> judged generation accuracy on a fixed validation set, for training curves and
+    for ranking checkpoints (C-DSVAE Sec. 4.2 picks its checkpoint by such a score).
+
+    The set is every k-th test sequence, `eval.judge_curve_sequences` of them (spread over the
+    whole split, which is ordered by character), with one fixed draw (R = 1): keys
+    `judge_curve/fix_dynamics/<factor>/accuracy` (fix d_1:T, sample s; the judged dynamic
+    labels), `judge_curve/fix_static/<factor>/accuracy`, and their means over factors
+    `judge_curve/fix_dynamics/mean_accuracy` / `judge_curve/fix_static/mean_accuracy`. Only
+    factors the judge reads with `judge.min_accuracy` are scored, as in judge_generation.
+    `dataset` is the test split; `judge_loader()` gives (judge, its variables, judge.json).
+    """
+    judge, judge_variables, metadata = judge_loader()
+    minimum = config.judge.min_accuracy
+    dynamic = _trusted_factors(metadata, dataset.dynamic_factors, minimum)
+    static = _trusted_factors(metadata, dataset.static_factors, minimum)
+    total = len(dataset.source)
+    index = np.linspace(0, total - 1, min(judge_curve_sequences(config), total)).astype(int)
+    records = [dataset.source[int(i)] for i in index]
+    video = np.stack([r["video"] for r in records])
+    labels = {name: np.array([int(r[name]) for r in records]) for name in dynamic + static}
+    generate_and_judge = _generate_and_judge_fn(model, judge, 1)
+    size = config.eval.batch_size
+    batches = [jnp.asarray(video[i:i + size], jnp.float32) / config.data.pixel_scale
+               for i in range(0, len(video), size)]
+    rng = jax.random.PRNGKey(config.get("seed", 0) + 2)
+
+    def curve(state) -> dict[str, float]:
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        fixed_d, fixed_s = [], []
+        for i, batch in enumerate(batches):
+            probs_d, probs_s = jax.device_get(generate_and_judge(
+                variables, judge_variables, batch, jax.random.fold_in(rng, i)))
+            fixed_d.append(probs_d)
+            fixed_s.append(probs_s)
+        results = {}
+        for prefix, factors, probs in (("fix_dynamics", dynamic, fixed_d),
+                                       ("fix_static", static, fixed_s)):
+            accuracies = []
+            for name in factors:
+                predicted = np.concatenate([np.argmax(p[name][0], -1) for p in probs])
+                accuracies.append(float(np.mean(predicted == labels[name])))
+                results[f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}/accuracy"] = accuracies[-1]
+            if accuracies:
+                results[f"{JUDGE_CURVE_PREFIX}/{prefix}/mean_accuracy"] = float(
+                    np.mean(accuracies))
+        return results
+
+    curve.names = [f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}/accuracy"
+                   for prefix, factors in (("fix_dynamics", dynamic), ("fix_static", static))
+                   for name in factors] + [
+        f"{JUDGE_CURVE_PREFIX}/{prefix}/mean_accuracy"
+        for prefix, factors in (("fix_dynamics", dynamic), ("fix_static", static)) if factors]
     return curve
 
 

@@ -23,7 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from seqdis_jax import checkpointing, models, parallel
+from seqdis_jax import checkpointing, machine, models, parallel
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.configuration import UserInputError
@@ -324,6 +324,7 @@ def _fit(
     batch_keys: tuple[str, ...],
     on_log: Callable[[int, Any], dict[str, Any]] | None = None,
     validation_data: Any = None,
+    validate: Callable[[TrainState], dict[str, float]] | None = None,
 ) -> tuple[TrainState, float]:
     """The training loop shared by every method and the judge.
 
@@ -334,7 +335,9 @@ def _fit(
     `config.train.max_skips` consecutive skipped steps, checkpoints every `checkpoint_every`
     steps and at the end (ranked by `config.train.best_metric` on `validation_data` when set).
     `on_log(step, state)` may return extra scalars (e.g. mutual-information curves) that are
-    logged under the split 'eval'. Returns the final state and the training wall time.
+    logged under the split 'eval'. `validate(state)`, when given, replaces the loss-based
+    validation as the metrics that rank checkpoints. Returns the final state and the training
+    wall time.
     """
     t = config.train
     tx = make_optimizer(config, method)
@@ -352,8 +355,7 @@ def _fit(
     local_video_shape = (local_batch_size,) + video_shape[1:]
     target, state_sharding = sharded_restore_target(model, tx, video_shape, mesh)
     best_metric = t.get("best_metric", "")
-    validate = None
-    if best_metric and validation_data is not None:
+    if validate is None and best_metric and validation_data is not None:
         validate = make_validation_fn(method, model, config, validation_data, batch_keys, mesh,
                                       target)
     manager = checkpointing.make_manager(
@@ -366,6 +368,8 @@ def _fit(
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng,
                                    out_shardings=state_sharding)
+    if method is not judge_lib:
+        machine.record_start(workdir, int(state.step))
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     _log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
          f"{t.num_steps} on {mesh.size} device(s), mesh {dict(mesh.shape)}.")
@@ -443,15 +447,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     method = models.get_method(config.method)
     train_data = data_registry.load(config.data, "train")
     model = method.build(config)
-    on_log = None
-    if config.eval.mi_every > 0:
-        mi_curve = evaluate_lib.make_mi_curve(config, model)
-        on_log = lambda step, state: (
-            mi_curve(state) if step % config.eval.mi_every == 0 else {})
+    on_log, validate = training_curves(config, model)
+    best_metric = config.train.get("best_metric", "")
     validation_data = (data_registry.load(config.data, "test")
-                       if config.train.get("best_metric", "") else None)
+                       if best_metric and validate is None else None)
     state, train_seconds = _fit(method, model, config, train_data, workdir, ("video",), on_log,
-                                validation_data)
+                                validation_data, validate)
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
     results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
                                           judge_loader=restore_judge)
@@ -461,6 +462,65 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.write(int(state.step), scalars, "test")
     writer.close()
     return results
+
+
+def training_curves(config: ml_collections.ConfigDict, model: Any
+                    ) -> tuple[Callable[[int, Any], dict[str, float]] | None,
+                               Callable[[TrainState], dict[str, float]] | None]:
+    """(on_log, validate) for `_fit`: on_log logs the MWS mutual informations every
+    `eval.mi_every` steps and the judged generation accuracy (`evaluate.make_judge_curve`)
+    every `eval.judge_every` steps; validate is that judged accuracy when
+    `train.best_metric` names one of its keys (checkpoints are then ranked by it), else None.
+    Both curves are computed once per step however often they are asked for."""
+    t, e = config.train, config.eval
+    mi_every, judge_every = e.get("mi_every", 0), e.get("judge_every", 0)
+    best_metric = t.get("best_metric", "")
+    ranks_by_judge = best_metric.startswith(evaluate_lib.JUDGE_CURVE_PREFIX + "/")
+    for name, every in (("mi_every", mi_every), ("judge_every", judge_every)):
+        if not isinstance(every, int) or every < 0 or (every and every % t.log_every):
+            raise UserInputError(
+                f"config.eval.{name}={every!r} must be 0 (off) or a multiple of "
+                f"config.train.log_every={t.log_every} (curves are computed on log steps).")
+    if ranks_by_judge and t.get("best_mode", "min") != "max":
+        raise UserInputError(
+            f"config.train.best_metric={best_metric!r} is an accuracy: set "
+            "config.train.best_mode=max.")
+    mi_curve = evaluate_lib.make_mi_curve(config, model) if mi_every else None
+    judge_curve = None
+    if judge_every or ranks_by_judge:
+        test_data = data_registry.load(config.data, "test")
+        judge_curve = _once_per_step(evaluate_lib.make_judge_curve(
+            config, model, test_data, lambda: restore_judge(config, test_data)))
+    if ranks_by_judge and best_metric not in judge_curve.names:
+        raise UserInputError(
+            f"config.train.best_metric={best_metric!r} is not a judged-accuracy key; choose "
+            f"one of {judge_curve.names}.")
+
+    def on_log(step: int, state: TrainState) -> dict[str, float]:
+        scalars = {}
+        if mi_curve is not None and step % mi_every == 0:
+            scalars.update(mi_curve(state))
+        if judge_every and step % judge_every == 0:
+            scalars.update(judge_curve(state))
+        return scalars
+
+    return (on_log if mi_curve or judge_every else None,
+            judge_curve if ranks_by_judge else None)
+
+
+def _once_per_step(curve: Callable[[TrainState], dict[str, float]]
+                   ) -> Callable[[TrainState], dict[str, float]]:
+    """`curve`, remembering its last result so a log and a save at one step share it."""
+    last: dict[str, Any] = {"step": None, "value": None}
+
+    def cached(state: TrainState) -> dict[str, float]:
+        step = int(state.step)
+        if last["step"] != step:
+            last["step"], last["value"] = step, curve(state)
+        return last["value"]
+
+    cached.names = curve.names
+    return cached
 
 
 def judge_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -530,8 +590,13 @@ def restore_judge(
     return model, {"params": state.params, "batch_stats": state.batch_stats}, metadata
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Restores the latest checkpoint in `workdir` and runs the evaluators (no training)."""
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        checkpoint: str | int = "latest") -> dict[str, Any]:
+    """Restores a checkpoint of `workdir` and runs the evaluators (no training).
+
+    `checkpoint`: 'latest', 'best' (the kept checkpoint Orbax ranks best by the
+    `train.best_metric` the run was trained with) or a step. The latest writes metrics.json;
+    any other step writes metrics_step<N>.json beside it."""
     method = models.get_method(config.method)
     model = method.build(config)
     tx = make_optimizer(config, method)
@@ -542,15 +607,40 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
             f"--mode=eval found no checkpoints in {checkpointing.checkpoint_dir(workdir)}; "
             "train first with --mode=train and the same --workdir."
         )
-    manager = checkpointing.make_manager(workdir, 1, 1, create=False)
-    if manager.latest_step() is None:
+    t = config.train
+    manager = checkpointing.make_manager(
+        workdir, 1, 1, create=False, best_metric=t.get("best_metric", ""),
+        best_mode=t.get("best_mode", "min"), keep_best=max(t.get("keep_best", 0), 1))
+    latest = manager.latest_step()
+    if latest is None:
         raise MissingCheckpointError(
             f"--mode=eval found no checkpoints in {manager.directory}; "
             "train first with --mode=train and the same --workdir."
         )
+    step = _checkpoint_step(manager, checkpoint, t.get("best_metric", ""))
     target, _ = sharded_restore_target(model, tx, video_shape, parallel.mesh_from_config(config))
-    state = checkpointing.restore(manager, target)
+    state = checkpointing.restore(manager, target, step=step)
     manager.close()
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
+    results_file = "metrics.json" if step == latest else f"metrics_step{step}.json"
     return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
-                                       judge_loader=restore_judge)
+                                       judge_loader=restore_judge, results_file=results_file)
+
+
+def _checkpoint_step(manager: Any, checkpoint: str | int, best_metric: str) -> int:
+    """The step that --checkpoint names among the kept checkpoints of `manager`."""
+    kept = sorted(manager.all_steps())
+    if checkpoint == "latest":
+        return kept[-1]
+    if checkpoint == "best":
+        step = manager.best_step() if best_metric else None
+        if step is None:
+            raise UserInputError(
+                f"--checkpoint=best: no checkpoint in {manager.directory} was saved with a "
+                f"ranking metric (config.train.best_metric={best_metric!r}); use "
+                f"--checkpoint=latest or a step of {kept}.")
+        return step
+    if str(checkpoint).isdigit() and int(checkpoint) in kept:
+        return int(checkpoint)
+    raise UserInputError(
+        f"--checkpoint={checkpoint!r}: choose 'latest', 'best' or a kept step of {kept}.")

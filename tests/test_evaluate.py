@@ -3,6 +3,7 @@ trained on shapes, and judge_generation's protocols on a stand-in model and judg
 
 import dataclasses
 import json
+import types
 
 import jax
 import jax.numpy as jnp
@@ -269,3 +270,30 @@ def test_sprites_configs_use_the_authors_protocol_on_every_test_sequence():
     assert evaluate.judge_limit(smoke) == smoke.eval.limit == 16
     assert smoke.eval.judge_balanced_per_class == metrics.SMALLEST_CLASS
     assert shapes_config.get_config().eval.judge_balanced_per_class == 0  # others unchanged
+
+
+# --------------------------------------------------------------------------------------------
+# The judged-accuracy curve (eval.judge_every) and ranking checkpoints by it.
+
+
+def test_judge_curve_scores_an_evenly_spread_subset():
+    """On the stand-in, the judged motion depends on d only and the colour on s only, so the
+    curve's accuracies are the closed-form predictions' on its subset of sequences."""
+    ctx, probs = _stand_in_context()
+    ctx.config.eval.judge_curve_sequences = 10
+    curve = evaluate.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
+    state = types.SimpleNamespace(params={}, batch_stats={}, step=0)
+    values = curve(state)
+    index = np.linspace(0, 39, 10).astype(int)
+    assert len(set(index)) == 10 and index[0] == 0 and index[-1] == 39
+    expected_motion = np.mean(np.argmax(probs["motion"][index], 1) == _MOTION[index])
+    expected_color = np.mean(np.argmax(probs["color"][index], 1) == _COLOR[index])
+    assert values == pytest.approx({
+        "judge_curve/fix_dynamics/motion/accuracy": expected_motion,
+        "judge_curve/fix_dynamics/mean_accuracy": expected_motion,
+        "judge_curve/fix_static/color/accuracy": expected_color,
+        "judge_curve/fix_static/mean_accuracy": expected_color})
+    assert sorted(curve.names) == sorted(values)
+    ctx.config.eval.judge_curve_sequences = 0
+    with pytest.raises(ValueError, match="judge_curve_sequences must be a positive count"):
+        evaluate.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)

@@ -31,7 +31,7 @@ from orbax.checkpoint._src.path import atomicity
 
 from experiments import main as launcher
 from experiments import shapes as shapes_config
-from seqdis_jax import checkpointing, models, parallel, train
+from seqdis_jax import checkpointing, configuration, models, parallel, train
 from seqdis_jax.data import pipeline
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data import shapes as shapes_data
@@ -387,6 +387,56 @@ def test_training_keeps_the_checkpoint_with_the_best_validation_metric(tmp_path)
         assert manager.metrics(step)["loss"] == validation[step]["loss"]
     manager.close()
     assert int(restore_state(tmp_path, best).step) == best
+
+
+def test_training_ranks_checkpoints_by_the_judged_accuracy_curve(tmp_path):
+    """eval.judge_every logs the judged accuracy on log steps; train.best_metric on one of its
+    keys ranks the checkpoints by it (computed once per step for both); --checkpoint=best
+    evaluates the best one into metrics_step<N>.json."""
+    workdir = tmp_path / "run"
+    config = smoke_config(num_steps=6, checkpoint_every=2, keep_checkpoints=1,
+                          best_metric="judge_curve/fix_dynamics/mean_accuracy",
+                          best_mode="max", keep_best=1)
+    config.eval.judge_every = 2
+    config.eval.judge_curve_sequences = 12
+    config.judge.workdir = str(tmp_path / "judge")  # trained on first use (a 4-step judge)
+    assert launcher.run(config, str(workdir), "train")["step"] == 6
+    records = read_metrics(workdir)
+    curve = {r["step"]: r for r in records if r["split"] == "eval"}
+    validation = {r["step"]: r for r in records if r["split"] == "validation"}
+    assert set(curve) == set(validation) == {2, 4, 6}
+    for step, record in curve.items():
+        accuracy = record["judge_curve/fix_dynamics/mean_accuracy"]
+        assert 0.0 <= accuracy <= 1.0 and accuracy * 12 == pytest.approx(round(accuracy * 12))
+        assert validation[step]["judge_curve/fix_dynamics/mean_accuracy"] == accuracy
+    score = lambda step: curve[step]["judge_curve/fix_dynamics/mean_accuracy"]
+    kept = saved_steps(workdir)
+    assert 6 in kept and len(kept) <= 2  # the latest, and the best when it is another
+    best = max(kept, key=score)
+    assert score(best) == max(map(score, curve))  # (equal scores may keep either)
+    config.eval.evaluators = ("reconstruction",)
+    results = launcher.run(config, str(workdir), "eval", "best")
+    assert results["step"] == best
+    name = "metrics.json" if best == 6 else f"metrics_step{best}.json"
+    assert json.loads((workdir / name).read_text())["step"] == best
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(judge_every=3), "judge_every=3 must be 0 \\(off\\) or a multiple of"),
+    (dict(judge_every=2, best_metric="judge_curve/fix_dynamics/mean_accuracy"),
+     "is an accuracy: set config.train.best_mode=max"),
+    (dict(judge_every=2, best_metric="judge_curve/fix_dynamics/nothing", best_mode="max"),
+     "is not a judged-accuracy key; choose one of"),
+])
+def test_judge_curve_settings_are_checked(fields, message, tmp_path):
+    config = smoke_config(num_steps=2)
+    config.eval.judge_every = fields.pop("judge_every")
+    for name, value in fields.items():
+        config.train[name] = value
+    config.judge.workdir = str(tmp_path / "judge")
+    with pytest.raises(configuration.UserInputError, match=message):
+        launcher.run(config, str(tmp_path / "run"), "train")
+    assert not (tmp_path / "run" / "checkpoints").exists()
 
 
 # ------------------------------------------------------------------------------------------
