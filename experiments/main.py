@@ -242,11 +242,9 @@ def _explain_flag_error(message: str, argv: list[str]) -> str:
     return " ".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    configure_jax(_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
-                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+def known_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(errors in what the user passed: exit 2, a run that failed midway: exit 1); each ends
+    the command with its one-line message instead of a traceback."""
     from seqdis_jax.checkpointing import CheckpointWriteError
     from seqdis_jax.configuration import UserInputError
     from seqdis_jax.data.registry import NotPreparedError
@@ -254,13 +252,22 @@ def main(argv: list[str]) -> None:
     from seqdis_jax.judge import JudgeMismatchError
     from seqdis_jax.train import MissingCheckpointError, NonFiniteTrainingError
 
+    return ((UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError,
+             NotPreparedError), (CheckpointWriteError, NonFiniteTrainingError))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    configure_jax(_MULTIHOST.value, coordinator_address=_COORDINATOR.value,
+                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+    input_errors, failures = known_errors()
     try:
         results = run(_CONFIG.value, _WORKDIR.value, _MODE.value, _CHECKPOINT.value)
-    except (UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError,
-            NotPreparedError) as e:
+    except input_errors as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except (CheckpointWriteError, NonFiniteTrainingError) as e:  # a run that failed midway
+    except failures as e:  # a run that failed midway
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     logging.info("Results: %s", results)

@@ -83,4 +83,8 @@ def get_config(arg: str | None = None):
     elif variant == "smoke":
         config.data.tfds_name = "sprites_subset_2"  # python -m data_prep.sprites --characters=2
         shrink_to_smoke(config, judge_batch_size=4)
+        config.eval.judge_every = 2  # as :cpu: the judged curve, and checkpoints ranked by it
+        config.eval.judge_curve_sequences = 8
+        config.train.best_metric = "judge_curve/fix_dynamics/mean_accuracy"
+        config.train.best_mode = "max"
     return config
