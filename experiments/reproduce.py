@@ -103,9 +103,10 @@ TABLES: dict[str, Table] = {
         "Sprites: fix d_1:T and sample s (judged action), fix s and sample d_1:T (judged "
         "appearance)", "sprites", JUDGED, SPRITES_ROWS,
         "At the cpu and paper budgets, Acc is over all 2,664 test sequences with R draws of "
-        "s (10 at cpu, 5 at paper; ± is their std), and IS, H(y|x), H(y) over the first 296 of each action (the authors' "
-        "balanced protocol). R-WAE's paper prints classification errors; "
-        "its Acc is 100 - error. The papers report no fix-s accuracy on Sprites."),
+        "s (10 at cpu, 5 at paper; ± is their std), and IS, H(y|x), H(y) over the first 296 "
+        "of each action (the authors' balanced protocol). R-WAE's paper prints "
+        "classification errors; its Acc is 100 - error. The papers report no fix-s accuracy "
+        "on Sprites."),
     "sprites_latent": Table(
         "Sprites: latent classification (SVC on posterior means, 80/20 splits)", "sprites",
         (Column("motion from d", "latent/motion_from_d/svc", True),
