@@ -297,3 +297,17 @@ def test_judge_curve_scores_an_evenly_spread_subset():
     ctx.config.eval.judge_curve_sequences = 0
     with pytest.raises(ValueError, match="judge_curve_sequences must be a positive count"):
         evaluate.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
+
+
+def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
+    """The stand-in judges motion from d and colour from s, so swapping real codes scores the
+    closed-form predictions: sequence i's own motion, its partner i + N/2's colour."""
+    ctx, probs = _stand_in_context()
+    results = evaluate.judge_swap(ctx)
+    partner = (np.arange(40) + 20) % 40
+    assert results["swap/num_sequences"] == 40
+    assert results["swap/motion/accuracy"] == pytest.approx(
+        np.mean(np.argmax(probs["motion"], 1) == _MOTION))
+    assert results["swap/color/accuracy"] == pytest.approx(
+        np.mean(np.argmax(probs["color"][partner], 1) == _COLOR[partner]))
+    assert results["swap/mean_static_accuracy"] == results["swap/color/accuracy"]
