@@ -590,13 +590,10 @@ def restore_judge(
     return model, {"params": state.params, "batch_stats": state.batch_stats}, metadata
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        checkpoint: str | int = "latest") -> dict[str, Any]:
-    """Restores a checkpoint of `workdir` and runs the evaluators (no training).
-
-    `checkpoint`: 'latest', 'best' (the kept checkpoint Orbax ranks best by the
-    `train.best_metric` the run was trained with) or a step. The latest writes metrics.json;
-    any other step writes metrics_step<N>.json beside it."""
+def restore_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                       checkpoint: str | int = "latest") -> tuple[Any, TrainState, int]:
+    """(model, train state, latest step) of a checkpoint of `workdir`: 'latest', 'best' (the
+    kept checkpoint Orbax ranks best by the run's `train.best_metric`) or a step."""
     method = models.get_method(config.method)
     model = method.build(config)
     tx = make_optimizer(config, method)
@@ -621,7 +618,16 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     target, _ = sharded_restore_target(model, tx, video_shape, parallel.mesh_from_config(config))
     state = checkpointing.restore(manager, target, step=step)
     manager.close()
+    return model, state, latest
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        checkpoint: str | int = "latest") -> dict[str, Any]:
+    """Restores a checkpoint of `workdir` (`restore_checkpoint`) and runs the evaluators (no
+    training). The latest writes metrics.json; any other step writes metrics_step<N>.json."""
+    model, state, latest = restore_checkpoint(config, workdir, checkpoint)
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
+    step = int(state.step)
     results_file = "metrics.json" if step == latest else f"metrics_step{step}.json"
     return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
                                        judge_loader=restore_judge, results_file=results_file)
