@@ -39,7 +39,7 @@
 #     GPU_CHECK_BUDGET_S=470   the whole check (parts are cut to fit it)
 #     GPU_CHECK_THROUGHPUT_S=120  part 1, shared by the dtypes (rows it leaves out are listed
 #                              as "no measurement"; a rerun with the warm XLA cache is faster)
-#     GPU_CHECK_JUDGE_STEPS=1000  GPU_CHECK_JUDGE_S=90  the judge's steps and time limit
+#     GPU_CHECK_JUDGE_STEPS=1500  GPU_CHECK_JUDGE_S=90  the judge's steps and time limit
 #     GPU_CHECK_TRAIN_S=300    the training run's wall time, compile and evaluations included
 #     GPU_CHECK_TRAIN_OVERHEAD_S=90  of which not training steps (startup, compile, curve, eval)
 #     GPU_CHECK_TRAIN_STEPS, GPU_CHECK_JUDGE_EVERY  fix the step plan instead
@@ -111,7 +111,7 @@ else
   TP_WARMUP="${GPU_CHECK_TP_WARMUP:-2}"
   BUDGET_S="${GPU_CHECK_BUDGET_S:-470}"
   THROUGHPUT_S="${GPU_CHECK_THROUGHPUT_S:-120}"
-  JUDGE_STEPS="${GPU_CHECK_JUDGE_STEPS:-1000}"
+  JUDGE_STEPS="${GPU_CHECK_JUDGE_STEPS:-1500}"
   JUDGE_S="${GPU_CHECK_JUDGE_S:-90}"
   TRAIN_S="${GPU_CHECK_TRAIN_S:-300}"
   TRAIN_OVERHEAD_S="${GPU_CHECK_TRAIN_OVERHEAD_S:-90}"
