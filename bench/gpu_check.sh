@@ -43,6 +43,8 @@
 #     GPU_CHECK_TRAIN_S=300    the training run's wall time, compile and evaluations included
 #     GPU_CHECK_TRAIN_OVERHEAD_S=90  of which not training steps (startup, compile, curve, eval)
 #     GPU_CHECK_TRAIN_STEPS, GPU_CHECK_JUDGE_EVERY  fix the step plan instead
+#     PYTHON=...               the interpreter (default: python, else python3, from PATH)
+#     GPU_CHECK_ALLOW_CPU=1    the full-size path without a GPU (tests its wiring; very slow)
 #     GPU_CHECK_XLA_CACHE=DIR  the persistent XLA compilation cache ('' disables; default
 #                              WORKDIR/xla_cache: a rerun compiles faster, and its compile_s
 #                              then measures cache loads: the JSON says whether it was warm)
