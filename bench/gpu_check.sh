@@ -406,7 +406,18 @@ if __name__ == "__main__":
     elif command == "plan":
         plan(*args)
     elif command == "report":
-        sys.exit(report(*args))
+        try:
+            status = report(*args)
+        except Exception as e:  # still one JSON object on stdout, naming what went wrong
+            text = json.dumps(dict(check="seqdis_jax bench/gpu_check.sh", ok=False,
+                                   error=f"the report failed: {e!r}; see the logs"))
+            for path in args[1:]:
+                if path:
+                    with open(path, "w") as f:
+                        f.write(text + "\n")
+            print(text)
+            status = 1
+        sys.exit(status)
     else:
         sys.exit(f"unknown helper command {command}")
 PYEOF

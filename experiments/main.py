@@ -271,20 +271,43 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     logging.info("Results: %s", results)
-    print(format_results(results), flush=True)
+    print(format_results(results, _WORKDIR.value if _MODE.value != "judge" else None),
+          flush=True)
 
 
-def format_results(results: dict) -> str:
-    """A two-column table of the scalar results; `x` and `x_std` share a row as mean +- std."""
+ACCURACY_SUFFIXES = ("accuracy", "/svc", "/knn", "/random_forest")
+
+
+def format_results(results: dict, workdir: str | None = None) -> str:
+    """A two-column table of the scalar results; `x` and `x_std` share a row as mean +- std.
+    An accuracy of a label shows that label's chance level; an MWS mutual information at the
+    estimator's ceiling (log M) is flagged as such. With `workdir`, the files it holds."""
+    chance = {k.removeprefix("chance/"): v for k, v in results.items()
+              if k.startswith("chance/")}
+    ceiling = results.get("mi/ceiling")
     rows = []
     for key in sorted(results):
         value = results[key]
-        if key.endswith("_std") or not isinstance(value, (int, float)):
+        if (key.endswith("_std") or key.startswith("chance/") or key == "mi/ceiling"
+                or not isinstance(value, (int, float))):
             continue
         std = results.get(f"{key}_std")
-        rows.append((key, f"{value:.5g}" + (f" +- {std:.3g}" if std is not None else "")))
+        text = f"{value:.5g}" + (f" +- {std:.3g}" if std is not None else "")
+        label = next((f for f in chance if f"/{f}/" in key or f"/{f}_from_" in key), None)
+        if label is not None and key.endswith(ACCURACY_SUFFIXES):
+            text += f"  (chance {chance[label]:.3f})"
+        if key.startswith("mi/") and ceiling is not None and value >= ceiling - 0.05:
+            text += (f"  (at the estimator's ceiling log M = {ceiling:.3f}: a bound, not a "
+                     "measurement; raise config.eval.mi_batch_size)")
+        rows.append((key, text))
     width = max((len(k) for k, _ in rows), default=0)
-    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if workdir and os.path.isdir(workdir):
+        files = sorted(f for f in os.listdir(workdir)
+                       if os.path.isfile(os.path.join(workdir, f)))
+        lines += ["", f"Outputs in {os.path.abspath(workdir)}: " + ", ".join(files) +
+                  ", checkpoints/, tensorboard/ (README.md, 'Outputs', says what each holds)."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,9 +153,16 @@ def run_evaluators(
         judge_loader=(lambda: judge_loader(config, dataset)) if judge_loader else None,
     )
     results: dict[str, Any] = {"step": int(state.step)}
+    results.update({f"chance/{name}": 1.0 / dataset.num_classes[name]
+                    for name in (*dataset.static_factors, *dataset.dynamic_factors,
+                                 *dataset.frame_factors) if name in dataset.num_classes})
     for i, name in enumerate(names):
         ctx.rng = jax.random.fold_in(rng, i)
+        start = time.perf_counter()
+        _progress(f"Evaluating {i + 1}/{len(names)}: {name} ...")
         results.update(EVALUATORS[name].fn(ctx))
+        _progress(f"Evaluating {i + 1}/{len(names)}: {name} done in "
+                  f"{time.perf_counter() - start:.0f} s.")
     if jax.process_index() == 0:
         path = os.path.join(workdir, results_file)
         if os.path.exists(path):  # keep results of evaluators that were not run this time
@@ -166,6 +174,11 @@ def run_evaluators(
             json.dump(results, f, indent=2, sort_keys=True)
         os.replace(path + ".tmp", path)  # never leave a half-written metrics.json
     return results
+
+
+def _progress(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
 
 
 def encode_dataset(
@@ -773,8 +786,12 @@ def mutual_information(ctx: EvalContext) -> dict[str, Any]:
               f"config.eval.mi_batch_size={size} sequences; lower it.", file=sys.stderr,
               flush=True)
         return {}
-    return {f"mi/{k.removeprefix('mi_')}": float(np.mean([v[k] for v in values]))
-            for k in values[0] if k.startswith("mi_")}
+    results = {f"mi/{k.removeprefix('mi_')}": float(np.mean([v[k] for v in values]))
+               for k in values[0] if k.startswith("mi_")}
+    # MWS cannot estimate more than log M nats from a batch of M (each s_i is then told apart
+    # from the other M - 1): a value there is a bound reached, not a measurement.
+    results["mi/ceiling"] = float(np.log(size))
+    return results
 
 
 def make_mi_curve(config: ml_collections.ConfigDict, model: Any

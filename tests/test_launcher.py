@@ -228,3 +228,20 @@ def test_unprepared_data_stops_with_the_data_prep_command(config, command, tmp_p
                     f"--config.judge.workdir={tmp_path / 'judge'}")
     assert judge.returncode == 2 and command in judge.stderr
     assert not (tmp_path / "judge").exists()
+
+
+def test_results_table_shows_chance_levels_flags_mi_ceilings_and_lists_outputs(tmp_path):
+    (tmp_path / "metrics.json").write_text("{}")
+    (tmp_path / "swap.png").write_bytes(b"")
+    text = launcher.format_results({
+        "step": 10, "chance/motion": 0.25, "chance/shape": 1 / 3,
+        "fix_dynamics/motion/accuracy": 0.9, "fix_dynamics/motion/accuracy_std": 0.01,
+        "latent/shape_from_s/svc": 0.8, "latent/shape_from_s/svc_std": 0.02,
+        "mi/ceiling": 4.60517, "mi/s_x": 4.6, "mi/s_d": 0.3}, str(tmp_path))
+    lines = {line.split()[0]: line for line in text.splitlines() if line.strip()}
+    assert "chance/motion" not in lines and "mi/ceiling" not in lines
+    assert lines["fix_dynamics/motion/accuracy"].endswith("0.9 +- 0.01  (chance 0.250)")
+    assert lines["latent/shape_from_s/svc"].endswith("(chance 0.333)")
+    assert "at the estimator's ceiling log M = 4.605" in lines["mi/s_x"]
+    assert "ceiling" not in lines["mi/s_d"]
+    assert f"Outputs in {tmp_path}: metrics.json, swap.png, checkpoints/" in text
