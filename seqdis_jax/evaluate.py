@@ -293,8 +293,10 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
 
     - reconstruction.png: pairs of rows (input, reconstruction).
     - swap.png: blocks of four rows (x_A, x_B, [s_A, d_B], [s_B, d_A]).
-    - static_fixed_dynamics_sampled.png: row 0 the input; then s of row 0 with d_1:T from
-      the learned prior (its ancestral means, as the authors decode).
+    - static_fixed_dynamics_sampled.png: row 0 the input; then s of row 0 with d_1:T drawn
+      from the learned prior (ancestral samples). Not its means: the mean of d_1 is one
+      constant, the centre of a wide p(d_1), and decodes to a smudge in every row (measured
+      on the Quickstart, docs/results.md); judge_generation keeps the authors' means.
     - dynamics_fixed_static_sampled.png: row 0 the input; then d_1:T of row 0 with s ~ N(0, I).
     - interpolation.png: first row x_A, last row x_B; between them d_1:T of A with s moving
       linearly from s_A to s_B (C-DSVAE App. G).
@@ -312,7 +314,7 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
         s, d = out["s_mean"], out["d_mean"]
         decode = lambda s, d: model.apply(variables, s, d, False, method=model.decode)
         swapped = decode(s[_pair_partner(n)], d)
-        d_prior, _ = model.apply(
+        _, d_prior = model.apply(
             variables, n - 1, t, method=model.sample_dynamics, rngs={"sample": rng_prior}
         )
         s_prior = jax.random.normal(rng_static, (n - 1, s.shape[-1]))
