@@ -39,9 +39,10 @@ def test_judged_generation_is_for_video_only():
     _, dataset = _shapes_test_set()
     for modality in ("speech", "series"):
         selected = evaluate.select_evaluators(("all",), dataset, modality)
-        assert set(selected) == set(evaluate.EVALUATORS) - {"judge_generation"}
-        with pytest.raises(ValueError, match="'judge_generation' applies to \\['video'\\]"):
-            evaluate.select_evaluators(("judge_generation",), dataset, modality)
+        assert set(selected) == set(evaluate.EVALUATORS) - {"judge_generation", "judge_swap"}
+        for name in ("judge_generation", "judge_swap"):
+            with pytest.raises(ValueError, match=f"'{name}' applies to \\['video'\\]"):
+                evaluate.select_evaluators((name,), dataset, modality)
 
 
 def test_an_evaluator_needing_a_missing_label_is_refused_by_name():
