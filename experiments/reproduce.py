@@ -228,11 +228,9 @@ def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None
 
 
 def _best_step(workdir: str, config) -> int | None:
-    from seqdis_jax import checkpointing
+    from seqdis_jax import train
 
-    manager = checkpointing.make_manager(
-        workdir, 1, 1, create=False, best_metric=config.train.best_metric,
-        best_mode=config.train.best_mode, keep_best=1)
+    manager = train.ranked_manager(config, workdir)
     step = manager.best_step()
     manager.close()
     return step

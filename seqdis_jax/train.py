@@ -605,9 +605,7 @@ def restore_checkpoint(config: ml_collections.ConfigDict, workdir: str,
             "train first with --mode=train and the same --workdir."
         )
     t = config.train
-    manager = checkpointing.make_manager(
-        workdir, 1, 1, create=False, best_metric=t.get("best_metric", ""),
-        best_mode=t.get("best_mode", "min"), keep_best=max(t.get("keep_best", 0), 1))
+    manager = ranked_manager(config, workdir)
     latest = manager.latest_step()
     if latest is None:
         raise MissingCheckpointError(
@@ -619,6 +617,15 @@ def restore_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     state = checkpointing.restore(manager, target, step=step)
     manager.close()
     return model, state, latest
+
+
+def ranked_manager(config: ml_collections.ConfigDict, workdir: str):
+    """A read-only manager of `workdir`'s checkpoints that knows the run's ranking
+    (`train.best_metric`, `best_mode`), so `best_step()` names its best kept checkpoint."""
+    t = config.train
+    return checkpointing.make_manager(
+        workdir, 1, 1, create=False, best_metric=t.get("best_metric", ""),
+        best_mode=t.get("best_mode", "min"), keep_best=max(t.get("keep_best", 0), 1))
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
