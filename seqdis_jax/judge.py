@@ -30,6 +30,10 @@ METADATA_FILE = "judge.json"
 judge_conv_init = nn.initializers.lecun_normal()  # not the VAEs' N(0, 0.01^2): see FrameEncoder
 
 
+# Options of the built-in shapes generator that change what a sequence looks like.
+GENERATOR_OPTIONS = ("image_size", "shape_scale", "motion_set", "shapes")
+
+
 class Judge(nn.Module):
     """Sequence classifier with one softmax head per factor; returns {factor: logits}."""
 
@@ -99,13 +103,19 @@ def loss_fn(
 
 
 def data_signature(config: ml_collections.ConfigDict, dataset: Any) -> dict[str, Any]:
-    """What a judge must agree on with the data it scores: dataset, image size, factors."""
-    return dict(
+    """What a judge must agree on with the data it scores: dataset, image size, factors, and
+    the options of a generated dataset (GENERATOR_OPTIONS, where the config has them)."""
+    signature = dict(
         dataset=config.data.name,
         video_shape=list(dataset.video_shape),
         factors=[list(f) for f in factors_of(dataset)],
         pixel_scale=float(config.data.pixel_scale),
     )
+    options = {k: list(v) if isinstance(v, (tuple, list)) else v  # as judge.json holds it
+               for k, v in ((k, config.data[k]) for k in GENERATOR_OPTIONS if k in config.data)}
+    if options:  # absent for prepared datasets, so their judges' metadata is unchanged
+        signature["generator"] = options
+    return signature
 
 
 def judge_architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:

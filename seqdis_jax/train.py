@@ -238,9 +238,13 @@ def batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[
     shape = tuple(dataset.video_shape)
     modality = config.model.get("modality", "video")
     if modality == "video":
-        ok = len(shape) == 4 and shape[1:3] == (64, 64) and shape[3] == config.data.channels
-        expected = f"(T, 64, 64, config.data.channels={config.data.channels})"
+        size = config.data.get("image_size", 64)  # only generated data has the field
+        ok = len(shape) == 4 and shape[1:3] == (size, size) and shape[3] == config.data.channels
+        expected = f"(T, {size}, {size}, config.data.channels={config.data.channels})"
         fix = "Fix config.data.channels"
+        if "image_size" in config.data:
+            expected += f" (config.data.image_size={size})"
+            fix = "Fix config.data.channels or config.data.image_size"
     else:
         ok = len(shape) == 2 and shape[1] == config.data.num_features
         expected = f"(T, config.data.num_features={config.data.num_features})"

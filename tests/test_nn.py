@@ -33,6 +33,28 @@ def test_frame_encoder_and_decoder_shapes(width):
     assert dvars["params"]["upconv1"]["kernel"].shape == (4, 4, 40, scaled(512, width))
 
 
+def test_32x32_frames_take_the_first_three_blocks():
+    """The Quickstart's 32x32 path: encoder 64-128-256 + the last layer, its decoder mirror."""
+    frames = jax.random.uniform(KEY, (2, 32, 32, 3))
+    encoder = FrameEncoder(feature_dim=16, width=0.25)
+    variables = encoder.init(KEY, frames, True)
+    features, _ = encoder.apply(variables, frames, True, mutable=["batch_stats"])
+    assert features.shape == (2, 16)
+    assert sorted(k for k in variables["params"] if k.startswith("conv")) == [
+        "conv1", "conv2", "conv3", "conv4"]
+    assert variables["params"]["conv3"]["kernel"].shape[-1] == scaled(256, 0.25)
+    decoder = FrameDecoder(out_channels=3, width=0.25, image_size=32)
+    latents = jax.random.normal(KEY, (2, 10))
+    dvars = decoder.init(KEY, latents, True)
+    out, _ = decoder.apply(dvars, latents, True, mutable=["batch_stats"])
+    assert out.shape == (2, 32, 32, 3)
+    assert dvars["params"]["upconv1"]["kernel"].shape == (4, 4, 10, scaled(256, 0.25))
+    with pytest.raises(ValueError, match="64x64 frames .* or 32x32 frames, got 48x48"):
+        encoder.init(KEY, jnp.zeros((1, 48, 48, 3)), True)
+    with pytest.raises(ValueError, match="config.data.image_size to 64 or 32"):
+        FrameDecoder(image_size=16).init(KEY, latents, True)
+
+
 def test_encoder_conv_padding_is_pytorch_k4_s2_p1():
     """conv1 of the encoder equals a numpy correlation over the input zero-padded by 1 on every
     side (PyTorch Conv2d(k=4, s=2, p=1)), at the corners where padding matters."""

@@ -200,3 +200,55 @@ def test_start_position_does_not_reveal_motion(
         sel = data["motion"] == m
         assert np.abs(start[sel].mean(0) - overall).max() < 3.0, S.MOTIONS[m]
         assert np.abs(start[sel].std(0) - start.std(0)).max() < 3.0, S.MOTIONS[m]
+
+
+# --- The Quickstart's form: 32x32 frames, shapes scaled 1.25x, 8 compass directions ---------
+
+QUICKSTART = dict(image_size=32, shape_scale=1.25, motion_set="compass")
+
+
+@pytest.fixture(scope="module")
+def compass() -> dict[str, np.ndarray]:
+    return S.generate(N, seed=7, **QUICKSTART)
+
+
+def test_compass_labels_are_the_centroid_direction(compass: dict[str, np.ndarray]) -> None:
+    v = compass["video"].astype(np.float32)
+    top = v.max(-1)  # (N, T, H, W): the colour's brightest channel
+    background = top[:, :, :1, :1]
+    mask = (top - background) / (top.max(axis=(2, 3), keepdims=True) - background)
+    grid = np.arange(32, dtype=np.float32) + 0.5
+    mass = mask.sum(axis=(2, 3))
+    cx = np.einsum("ntyx,x->nt", mask, grid) / mass
+    cy = np.einsum("ntyx,y->nt", mask, grid) / mass
+    disp = np.stack([cx[:, -1] - cx[:, 0], cy[:, -1] - cy[:, 0]], -1)  # (N, 2), y down
+    angle = np.mod(np.arctan2(disp[:, 1], disp[:, 0]), 2 * np.pi)
+    pred = np.rint(angle / (np.pi / 4)).astype(int) % 8
+    np.testing.assert_array_equal(pred, compass["motion"])
+    # Constant velocity: every step moves the centroid by the same vector (within rounding).
+    steps = np.diff(np.stack([cx, cy], -1), axis=1)
+    np.testing.assert_allclose(steps, np.broadcast_to(steps.mean(1, keepdims=True), steps.shape),
+                               atol=0.35)
+    assert np.linalg.norm(disp, axis=-1).min() > 6.0  # long enough to see at 32x32
+
+
+def test_compass_keeps_the_shape_inside_the_frame(compass: dict[str, np.ndarray]) -> None:
+    v = compass["video"]
+    border = np.concatenate([v[:, :, 0], v[:, :, -1], v[:, :, :, 0], v[:, :, :, -1]], axis=2)
+    corner = v[:, :, :1, 0]  # (N, T, 1, 3)
+    assert (border == corner).all()  # the border rows and columns are all background
+    assert compass["video"].shape == (N, 8, 32, 32, 3)
+    assert set(np.unique(compass["motion"])) == set(range(len(S.COMPASS)))
+
+
+def test_registry_counts_the_motion_set(tmp_path: Path) -> None:
+    from experiments import shapes as shapes_config
+    from seqdis_jax.data import registry
+
+    config = shapes_config.get_config("smoke")
+    for key, value in QUICKSTART.items():
+        config.data[key] = value
+    dataset = registry.load(config.data, "test")
+    assert dataset.num_classes["motion"] == 8 and dataset.video_shape == (8, 32, 32, 3)
+    with pytest.raises(ValueError, match="motion_set must be one of"):
+        S.generate(2, seed=0, motion_set="spiral")

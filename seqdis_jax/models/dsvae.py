@@ -71,13 +71,15 @@ class DSVAE(nn.Module):
     dynamic_posterior_kind: str = "lstm"  # one of DYNAMIC_POSTERIORS
     static_head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
     recurrent_init: str = "flax"  # one of recurrent.RECURRENT_INITS
+    image_size: int = 64  # video frames' side: 64 (the papers') or 32 (nn.video.BLOCK_CHANNELS)
 
     def setup(self):
         if self.modality == "video":
             self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype,
                                         conv_lowering=self.conv_lowering)
             self.decoder = FrameDecoder(self.channels, self.width, self.dtype,
-                                        self.fast_conv_transpose, self.conv_lowering)
+                                        self.fast_conv_transpose, self.conv_lowering,
+                                        self.image_size)
         elif self.modality == "speech":
             self.decoder = SpeechDecoder(self.num_features, dtype=self.dtype)
         elif self.modality == "series":
@@ -212,6 +214,7 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         dynamic_posterior_kind=m.get("dynamic_posterior", "lstm"),
         static_head_activation=m.get("static_head_activation", "linear"),
         recurrent_init=m.get("recurrent_init", "flax"),
+        image_size=config.data.get("image_size", 64),
         **fields,
     )
 

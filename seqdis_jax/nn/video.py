@@ -112,9 +112,26 @@ def apply_updating_batch_stats(
     return out, updates["batch_stats"]
 
 
+# Frame side -> channels of the stride-2 blocks (before width scaling). 64 is the papers'
+# DCGAN-64 (C-DSVAE App. C.2); 32 drops its last (512-channel) block, for the Quickstart's
+# CPU-sized shapes (a quarter of the pixels; this library's addition, no paper uses it).
+BLOCK_CHANNELS = {64: (64, 128, 256, 512), 32: (64, 128, 256)}
+
+
+def check_frame_size(size: int) -> tuple[int, ...]:
+    """The encoder's block channels for square frames of side `size`; ValueError otherwise."""
+    if size not in BLOCK_CHANNELS:
+        raise ValueError(
+            f"the DCGAN frame networks take 64x64 frames (the papers') or 32x32 frames, got "
+            f"{size}x{size}; resize the dataset to 64x64 (data_prep does this) or set "
+            f"config.data.image_size to 64 or 32.")
+    return BLOCK_CHANNELS[size]
+
+
 class FrameEncoder(nn.Module):
     """64x64 frame -> g-dim feature: 4 x [Conv(k4, s2, pad 1) + BN + LeakyReLU(0.2)] with
-    channels 64-128-256-512, then Conv(k4, VALID) + BN + tanh (C-DSVAE App. C.2)."""
+    channels 64-128-256-512, then Conv(k4, VALID) + BN + tanh (C-DSVAE App. C.2). A 32x32
+    frame takes the first three blocks (64-128-256) and the same last layer."""
 
     feature_dim: int = 128
     width: float = 1.0
@@ -130,14 +147,15 @@ class FrameEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, frames: Array, train: bool) -> Array:
-        """frames: (N, 64, 64, C) in [0, 1] -> (N, feature_dim)."""
-        if frames.shape[-3:-1] != (64, 64):
+        """frames: (N, S, S, C) in [0, 1], S = 64 or 32 -> (N, feature_dim)."""
+        height, width = frames.shape[-3:-1]
+        if height != width:
             raise ValueError(
-                f"FrameEncoder expects 64x64 frames, got spatial shape {frames.shape[-3:-1]}; "
-                "resize the dataset to 64x64 (data_prep does this)."
-            )
+                f"FrameEncoder expects square 64x64 (or 32x32) frames, got spatial shape "
+                f"{frames.shape[-3:-1]}; resize the dataset to 64x64 (data_prep does this).")
+        blocks = check_frame_size(height)
         h = frames.astype(self.dtype or jnp.float32)
-        for i, channels in enumerate((64, 128, 256, 512)):
+        for i, channels in enumerate(blocks):
             # Explicit (1, 1) padding: 'SAME' would pad (1, 2) for k4/s2 and shift the output.
             h = FastConv(
                 scaled(channels, self.width),
@@ -158,7 +176,7 @@ class FrameEncoder(nn.Module):
             kernel_init=self.kernel_init,
             dtype=self.dtype,
             lowering=self.conv_lowering,
-            name="conv5",
+            name=f"conv{len(blocks) + 1}",
         )(h)
         h = _batch_norm(train, self.dtype, "bn5")(h)
         return jnp.tanh(h).reshape(h.shape[0], self.feature_dim)
@@ -166,7 +184,8 @@ class FrameEncoder(nn.Module):
 
 class FrameDecoder(nn.Module):
     """Latent vector -> 64x64 frame: ConvT(k4, s1) 1x1->4x4, three ConvT(k4, s2) blocks
-    512-256-128-64 with BN + LeakyReLU(0.2), ConvT(k4, s2) to C channels + sigmoid.
+    512-256-128-64 with BN + LeakyReLU(0.2), ConvT(k4, s2) to C channels + sigmoid. With
+    `image_size=32`: 256 at 4x4, then 128-64 and the last layer (the encoder's mirror).
 
     The stride-2 layers use `FastConvTranspose` (values identical to `nn.ConvTranspose`): on
     the CPU it runs as matrix products (`conv_lowering="gemm"`) or with a custom backward pass
@@ -178,21 +197,19 @@ class FrameDecoder(nn.Module):
     dtype: Any = None
     fast_conv_transpose: bool = True  # False: plain nn.ConvTranspose (for benchmarks)
     conv_lowering: str = "gemm"  # CPU: "gemm" or "xla", see `nn.conv.conv_transpose`
+    image_size: int = 64  # 64 or 32 (BLOCK_CHANNELS)
 
     @nn.compact
     def __call__(self, latents: Array, train: bool) -> Array:
-        """latents: (N, D) -> (N, 64, 64, out_channels) in [0, 1]."""
+        """latents: (N, D) -> (N, S, S, out_channels) in [0, 1], S = image_size."""
+        blocks = check_frame_size(self.image_size)
         if self.fast_conv_transpose:
             conv_transpose = partial(FastConvTranspose, lowering=self.conv_lowering)
         else:
             conv_transpose = nn.ConvTranspose
         h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
-        specs = [
-            (512, (1, 1), "VALID"),
-            (256, (2, 2), "SAME"),
-            (128, (2, 2), "SAME"),
-            (64, (2, 2), "SAME"),
-        ]
+        mirrored = blocks[::-1]  # 512-256-128-64 at 64x64
+        specs = [(mirrored[0], (1, 1), "VALID")] + [(c, (2, 2), "SAME") for c in mirrored[1:]]
         for i, (channels, strides, padding) in enumerate(specs):
             h = conv_transpose(
                 scaled(channels, self.width),
@@ -214,6 +231,6 @@ class FrameDecoder(nn.Module):
             kernel_init=conv_transpose_init,
             bias_init=_torch_conv_transpose_bias_init(16),
             dtype=self.dtype,
-            name="upconv5",
+            name=f"upconv{len(specs) + 1}",
         )(h)
         return nn.sigmoid(h.astype(jnp.float32))
