@@ -2,20 +2,17 @@
 
 Run:
     python -m experiments.main --config=experiments/rwae_shapes.py --workdir=runs/rwae_shapes
-Variants: `:default` (1400 steps, eighth width, as experiments/shapes.py) and `:smoke` (tests).
+Variants: `:default` (as experiments/shapes.py: the Quickstart's data, network and budget),
+`:64px` (the earlier 64x64 form of experiments/shapes.py) and `:smoke` (tests).
 R-WAE(GAN) on the same budget: experiments/rwae_gan_shapes.py.
 beta_1 = 10, beta_2 = 60 and L = 5 as the paper's Sprites run (App. G); Adam(0.5, 0.9) with the
 Quickstart's 2e-3 for the decoder and prior and a third of it for the encoder and the critic
 (the paper's 3:1 ratio); the KL stabiliser on d at the Quickstart's 0.1. With L = 5 the
-decoder is stepped on one batch in six: 233 of the 1400 steps. Decoder: the paper's
-concat(s, d_t) -> FC -> LSTM -> frame decoder (`rwae.decoder_fusion = "fc_lstm"`, FC + LSTM of
-model.feature_dim = 64; experiments/rwae_sprites.py); --config.rwae.decoder_fusion=framewise
-for DSVAE's frame-by-frame decoder on concat(s, d_t).
-Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
-with the current code is pending, issue 21):
-Measured with the frame-by-frame decoder (before "fc_lstm"; 2 CPU cores): 1400 steps in 135 s;
-test reconstruction 1494; fix d and sample s keeps the judged motion 45.4 % (DSVAE 96.8 %);
-docs/results.md ("DBSE and R-WAE").
+decoder is stepped on one batch in six. Decoder: the paper's concat(s, d_t) -> FC -> LSTM ->
+frame decoder (`rwae.decoder_fusion = "fc_lstm"`, FC + LSTM of model.feature_dim = 64;
+experiments/rwae_sprites.py); --config.rwae.decoder_fusion=framewise for DSVAE's
+frame-by-frame decoder on concat(s, d_t).
+Not yet measured on the current data and code (docs/results.md, "Not yet measured").
 """
 
 from __future__ import annotations

@@ -3,14 +3,12 @@
 Run (train, then evaluate into the workdir):
     python -m experiments.main --config=experiments/shapes.py --workdir=/tmp/shapes
 
-Variants: `:default` (the Quickstart job) and `:smoke` (a few steps at tiny width, for tests).
-Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
-with the current code is pending, issue 21):
-Measured (2 CPU cores, jax 0.10.2): 3 min 06 s for the whole job; test reconstruction 1363;
-shape from s 0.45 (0.24 from d), size from s 0.96, colour from s 0.34, motion from d 0.41 (0.15
-from s); verification EER static 0.184 / dynamic 0.495. The judge (`--mode=judge`, 22 min) scores
-1.000 on every factor; fix d and sample s keeps the judged motion 96 %. The decoder renders grey
-blobs in this budget (no colour yet). Details: docs/results.md.
+Variants: `:default` (the Quickstart job: 32x32 frames, three shapes, 8 compass motions; its
+first run trains the judge into runs/judges/shapes_quickstart), `:64px` (the earlier
+Quickstart: 64x64, five shapes, 9 motion types, eighth width, 1400 steps; judge with
+--mode=judge) and `:smoke` (a few steps at tiny width, for tests).
+__DOCSTRING_NUMBERS__
+Details and the experiments behind each choice: docs/results.md, "Quickstart".
 """
 
 from __future__ import annotations
@@ -62,8 +60,9 @@ def get_config(arg: str | None = None):
     config.eval.evaluators = ("reconstruction", "grids", "judge_generation", "judge_swap",
                               "latent_classification", "verification_eer")
 
-    # The judge: quarter width, 1500 steps (about a minute and a half on 2 cores), trained by
-    # the first run and kept in runs/judges/shapes_quickstart for every later run on this data.
+    # The judge: quarter width, 1000 steps (about a minute on 2 cores; 1.000 on every factor,
+    # docs/results.md), trained by the first run and kept in runs/judges/shapes_quickstart for
+    # every later run on this data.
     config.judge.workdir = "runs/judges/shapes_quickstart"
     config.judge.train_if_missing = True
     config.judge.width = 0.25
@@ -72,7 +71,7 @@ def get_config(arg: str | None = None):
     config.judge.head_dim = 64
     config.judge.batch_size = 32
     config.judge.train.learning_rate = 2e-3
-    config.judge.train.num_steps = 1500
+    config.judge.train.num_steps = 1000
     config.judge.train.checkpoint_every = 500
 
     if variant == "64px":

@@ -2,16 +2,12 @@
 
 Run:
     python -m experiments.main --config=experiments/spyl_shapes.py --workdir=runs/spyl_shapes
-Variants: `:default` (1400 steps, eighth width, as experiments/shapes.py) and `:smoke` (tests).
+Variants: `:default` (as experiments/shapes.py: the Quickstart's data, network and budget),
+`:64px` (the earlier 64x64 form of experiments/shapes.py) and `:smoke` (tests).
 Weights as the C-DSVAE shapes run, so the two differ only in their views: lambda_1 = 1 on the
 per-sequence error (reduction "mean"), lambda_2 = lambda_3 = 0.1 (the Quickstart's KL weights),
 lambda_4 = lambda_5 = 1.
-Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
-with the current code is pending, issue 21):
-Measured (2 CPU cores, cores shared with another run): 1400 steps in 1310 s; test reconstruction
-1365; fix d and sample s keeps the judged motion 95.7 % (IS 8.08, H(y|x) 0.098); SVC size from
-s 0.94, motion from d 0.43 -- within noise of DSVAE on this budget (docs/results.md,
-"Contrastive methods on shapes").
+Not yet measured on the current data and code (docs/results.md, "Not yet measured").
 """
 
 from __future__ import annotations
