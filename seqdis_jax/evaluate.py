@@ -292,7 +292,9 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     speech and series sequences are drawn as one heat map each, C-DSVAE Fig. 13):
 
     - reconstruction.png: pairs of rows (input, reconstruction).
-    - swap.png: blocks of four rows (x_A, x_B, [s_A, d_B], [s_B, d_A]).
+    - swap.png: blocks of four rows (x_A, x_B, [s_A, d_B], [s_B, d_A]); where the data has
+      static labels, each A is paired with the sequence that differs from it in the most of
+      them (`_swap_pairs`), so that the grid shows each factor moving with s.
     - static_fixed_dynamics_sampled.png: row 0 the input; then s of row 0 with d_1:T drawn
       from the learned prior (ancestral samples). Not its means: the mean of d_1 is one
       constant, the centre of a wide p(d_1), and decodes to a smudge in every row (measured
@@ -308,12 +310,19 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     t = video.shape[1]
     rng_post, rng_prior, rng_static = jax.random.split(ctx.rng, 3)
 
+    n = len(video)
+    pairs = _swap_pairs([np.asarray(batch[name]) for name in ctx.dataset.static_factors
+                         if name in batch], n)
+    partner = np.arange(n)
+    for a, b in pairs:
+        partner[a], partner[b] = b, a
+
     @jax.jit
-    def make(variables, video):
+    def make(variables, video, partner):
         out = model.apply(variables, video, False, rngs={"sample": rng_post})
         s, d = out["s_mean"], out["d_mean"]
         decode = lambda s, d: model.apply(variables, s, d, False, method=model.decode)
-        swapped = decode(s[_pair_partner(n)], d)
+        swapped = decode(s[partner], d)
         _, d_prior = model.apply(
             variables, n - 1, t, method=model.sample_dynamics, rngs={"sample": rng_prior}
         )
@@ -325,9 +334,9 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
                               jnp.broadcast_to(d[:1], (INTERPOLATION_STEPS,) + d.shape[1:]))
         return decode(s, d), swapped, fixed_s, fixed_d, interpolated
 
-    recon, swapped, fixed_s, fixed_d, interpolated = jax.device_get(make(variables, video))
+    recon, swapped, fixed_s, fixed_d, interpolated = jax.device_get(
+        make(variables, video, partner))
     video = np.asarray(video)
-    pairs = [(i, i + 1) for i in range(0, n - 1, 2)]
     outputs = {
         "reconstruction.png": np.concatenate([np.stack([video[i], recon[i]]) for i in range(n)]),
         # swapped[i] decodes s of i's partner with d of i: row A's d with B's s and vice versa.
@@ -343,12 +352,20 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     return {"grids": sorted(outputs)}
 
 
-def _pair_partner(n: int) -> np.ndarray:
-    """Index of each sequence's swap partner: (0,1), (2,3), ...; an odd last one keeps itself."""
-    partner = np.arange(n)
-    for i in range(0, n - 1, 2):
-        partner[i], partner[i + 1] = i + 1, i
-    return partner
+def _swap_pairs(static_labels: list[np.ndarray], n: int) -> list[tuple[int, int]]:
+    """Disjoint pairs of the first n sequences for swap.png: in order, each unpaired sequence
+    with the later unpaired one that differs from it in the most static labels (the first such
+    one); without labels (0, 1), (2, 3), .... An odd last sequence is left out."""
+    if not static_labels:
+        return [(i, i + 1) for i in range(0, n - 1, 2)]
+    labels = np.stack([np.asarray(x)[:n] for x in static_labels], axis=1)  # (n, factors)
+    free, pairs = list(range(n)), []
+    while len(free) >= 2:
+        a, rest = free[0], free[1:]
+        b = max(rest, key=lambda j: (int(np.sum(labels[a] != labels[j])), -j))
+        pairs.append((a, b))
+        free = [j for j in rest if j != b]
+    return pairs
 
 
 # --------------------------------------------------------------------------------------------

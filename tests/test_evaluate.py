@@ -65,9 +65,13 @@ def test_judge_for_other_data_is_refused(tmp_path):
     other = dict(metadata, dataset="sprites")
     with pytest.raises(judge.JudgeMismatchError, match="dataset: judge has 'sprites'"):
         judge.check_compatible(other, config, dataset, str(tmp_path))
-    smaller = dict(metadata, video_shape=[8, 32, 32, 3])
+    larger = dict(metadata, video_shape=[8, 64, 64, 3])
     with pytest.raises(judge.JudgeMismatchError, match="video_shape"):
-        judge.check_compatible(smaller, config, dataset, str(tmp_path))
+        judge.check_compatible(larger, config, dataset, str(tmp_path))
+    # A judge of the same frame size but another form of the generated data.
+    five_shapes = dict(metadata, generator=dict(metadata["generator"], shapes=["circle"]))
+    with pytest.raises(judge.JudgeMismatchError, match="generator: judge has"):
+        judge.check_compatible(five_shapes, config, dataset, str(tmp_path))
     wider = config.copy_and_resolve_references()
     wider.judge.width = 1.0
     with pytest.raises(judge.JudgeMismatchError, match="architecture"):
@@ -312,3 +316,16 @@ def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
     assert results["swap/color/accuracy"] == pytest.approx(
         np.mean(np.argmax(probs["color"][partner], 1) == _COLOR[partner]))
     assert results["swap/mean_static_accuracy"] == results["swap/color/accuracy"]
+
+
+def test_swap_pairs_differ_in_the_most_static_labels():
+    from seqdis_jax.evaluate import _swap_pairs
+
+    shape = np.array([1, 1, 2, 2, 0, 0, 2, 2])
+    color = np.array([3, 3, 0, 0, 5, 4, 5, 3])
+    pairs = _swap_pairs([shape, color], 8)
+    # 0 (1, 3) -> 2 (2, 0), the first later one differing in both; 1 -> 3 likewise; 4 (0, 5)
+    # -> 7 (2, 3), the only one left differing in both; 5 and 6 remain.
+    assert pairs == [(0, 2), (1, 3), (4, 7), (5, 6)]
+    assert sorted(i for pair in pairs for i in pair) == list(range(8))
+    assert _swap_pairs([], 5) == [(0, 1), (2, 3)]
