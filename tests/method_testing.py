@@ -25,7 +25,8 @@ def setup(config):
     method = models.get_method(config.method)
     model = method.build(config)
     tx = train.make_optimizer(config, method)
-    video = shapes.generate(config.data.batch_size, seed=3)["video"]
+    video = shapes.generate(config.data.batch_size, seed=3,
+                            image_size=config.data.get("image_size", 64))["video"]
     state = train.create_train_state(model, tx, jnp.zeros(video.shape, jnp.float32),
                                      jax.random.PRNGKey(0))
     return method, model, tx, {"video": video}, state

@@ -253,7 +253,7 @@ def env(tmp_path_factory) -> Env:
     judges = os.path.join(root, "judges")
     config = shapes_config.get_config("smoke")
     for name, overrides in (("sprites", {"dataset": "sprites", "pixel_scale": 256.0}),
-                            ("shapes_t10", {"video_shape": [10, 32, 32, 3]})):
+                            ("shapes_t10", {"video_shape": [10, 64, 64, 3]})):
         os.makedirs(os.path.join(judges, name))
         judge_lib.write_metadata(os.path.join(judges, name),
                                  _shapes_judge_metadata(config, **overrides))
@@ -525,8 +525,8 @@ CASES: dict[str, Case] = {
         r"\(T, 64, 64, config\.data\.channels=3\)\. Fix config\.data\.channels or re-run"),
     "wrong-channels": Case(
         _run_shapes(data__channels=1), UserInputError,
-        r"shape \(8, 32, 32, 3\); the video models need \(T, 32, 32, "
-        r"config\.data\.channels=1\) \(config\.data\.image_size=32\)\. Fix "
+        r"shape \(8, 64, 64, 3\); the video models need \(T, 64, 64, "
+        r"config\.data\.channels=1\) \(config\.data\.image_size=64\)\. Fix "
         r"config\.data\.channels or config\.data\.image_size"),
     "wrong-feature-count": Case(
         _run_fsdd("fsdd", data__num_features=200), UserInputError,
@@ -576,7 +576,7 @@ CASES: dict[str, Case] = {
     "judge-of-another-sequence-length": Case(
         _judge("shapes_t10", "judge"), JudgeMismatchError,
         r"The judge in .*shapes_t10 does not fit this run \(video_shape: judge has "
-        r"\[10, 32, 32, 3\], run needs \[8, 32, 32, 3\]\)\. Point config\.judge\.workdir"),
+        r"\[10, 64, 64, 3\], run needs \[8, 64, 64, 3\]\)\. Point config\.judge\.workdir"),
     # 8, 9. config fields the flag parser refuses
     "unknown-config-field": Case(
         _cli("--config=experiments/shapes.py:smoke", "--config.train.nonexistent=1"),

@@ -22,7 +22,8 @@ RNG = jax.random.PRNGKey(7)
 
 
 def _config(**overrides):
-    return smoke_config(dbse_shapes, BATCH, **overrides)
+    """The smoke config at the 64x64 frames of VIDEO (the papers' DCGAN-64 path)."""
+    return smoke_config(dbse_shapes, BATCH, **({"data__image_size": 64} | overrides))
 
 
 _VARIABLES = {}

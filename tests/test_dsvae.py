@@ -29,7 +29,8 @@ def compiled():
 @pytest.fixture
 def setup(compiled):
     config, method, model, tx, step = compiled
-    video = shapes.generate(config.data.batch_size, seed=5)["video"]
+    video = shapes.generate(config.data.batch_size, seed=5,
+                            image_size=config.data.image_size)["video"]
     state = train.create_train_state(
         model, tx, jnp.zeros(video.shape, jnp.float32), jax.random.PRNGKey(0)
     )

@@ -65,13 +65,13 @@ def test_judge_for_other_data_is_refused(tmp_path):
     other = dict(metadata, dataset="sprites")
     with pytest.raises(judge.JudgeMismatchError, match="dataset: judge has 'sprites'"):
         judge.check_compatible(other, config, dataset, str(tmp_path))
-    larger = dict(metadata, video_shape=[8, 64, 64, 3])
+    smaller = dict(metadata, video_shape=[8, 32, 32, 3])
     with pytest.raises(judge.JudgeMismatchError, match="video_shape"):
-        judge.check_compatible(larger, config, dataset, str(tmp_path))
+        judge.check_compatible(smaller, config, dataset, str(tmp_path))
     # A judge of the same frame size but another form of the generated data.
-    five_shapes = dict(metadata, generator=dict(metadata["generator"], shapes=["circle"]))
+    one_shape = dict(metadata, generator=dict(metadata["generator"], shapes=["circle"]))
     with pytest.raises(judge.JudgeMismatchError, match="generator: judge has"):
-        judge.check_compatible(five_shapes, config, dataset, str(tmp_path))
+        judge.check_compatible(one_shape, config, dataset, str(tmp_path))
     wider = config.copy_and_resolve_references()
     wider.judge.width = 1.0
     with pytest.raises(judge.JudgeMismatchError, match="architecture"):

@@ -95,9 +95,8 @@ def test_train_writes_pngs_metrics_checkpoint_and_config(trained_workdir):
     from PIL import Image
 
     swap = Image.open(trained_workdir / "swap.png")
-    # 4 sequences -> 2 pairs x 4 rows of 8 frames, 32 px (the shapes config's frames) + 2 px
-    # gaps.
-    assert swap.size == (8 * 34 + 2, 8 * 34 + 2)
+    # 4 sequences -> 2 pairs x 4 rows of 8 frames, 64 px + 2 px gaps.
+    assert swap.size == (8 * 66 + 2, 8 * 66 + 2)
 
 
 def test_eval_mode_reloads_the_checkpoint(trained_workdir, judge_dir):
