@@ -6,7 +6,8 @@ Run (train, then evaluate into the workdir):
 Variants: `:default` (the Quickstart job: 32x32 frames, three shapes, 8 compass motions; its
 first run trains the judge into runs/judges/shapes_quickstart), `:64px` (the earlier
 Quickstart: 64x64, five shapes, 9 motion types, eighth width, 1400 steps; judge with
---mode=judge) and `:smoke` (a few steps at tiny width, for tests).
+--mode=judge) and `:smoke` (a few steps at tiny width in the 64x64 form, for tests; the
+32x32 path is tested by tests/test_nn.py and, whole, by the slow tests/test_quickstart.py).
 Measured (2 CPU cores, Intel Xeon family 6 model 167, nothing else running, 2026-12-05):
 4 min 35 s for the whole job on a fresh clone, judge included (1.000 on every factor); fix d /
 sample s keeps the judged motion 0.958; fix s / sample d keeps shape 0.943, colour 1.000, size
