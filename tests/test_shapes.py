@@ -202,14 +202,14 @@ def test_start_position_does_not_reveal_motion(
         assert np.abs(start[sel].std(0) - start.std(0)).max() < 3.0, S.MOTIONS[m]
 
 
-# --- The Quickstart's form: 32x32 frames, shapes scaled 1.25x, 8 compass directions ---------
+# --- A CPU-sized form: 32x32 frames, shapes scaled 1.25x, 8 compass directions ----------------
 
-QUICKSTART = dict(image_size=32, shape_scale=1.25, motion_set="compass")
+COMPASS_32 = dict(image_size=32, shape_scale=1.25, motion_set="compass")
 
 
 @pytest.fixture(scope="module")
 def compass() -> dict[str, np.ndarray]:
-    return S.generate(N, seed=7, **QUICKSTART)
+    return S.generate(N, seed=7, **COMPASS_32)
 
 
 def test_compass_labels_are_the_centroid_direction(compass: dict[str, np.ndarray]) -> None:
@@ -246,7 +246,7 @@ def test_registry_counts_the_motion_set(tmp_path: Path) -> None:
     from seqdis_jax.data import registry
 
     config = shapes_config.get_config("smoke")
-    for key, value in QUICKSTART.items():
+    for key, value in COMPASS_32.items():
         config.data[key] = value
     dataset = registry.load(config.data, "test")
     assert dataset.num_classes["motion"] == 8 and dataset.video_shape == (8, 32, 32, 3)

@@ -120,10 +120,11 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
 
 def _load_shapes(config: Any, split: str) -> Dataset:
     motion_set = config.get("motion_set", "types")
+    shape_names = tuple(config.get("shapes", shapes.SHAPES))
     arrays = shapes.load(
         split, num_train=config.num_train, num_test=config.num_test, seed=config.seed,
         image_size=config.get("image_size", 64), shape_scale=config.get("shape_scale", 1.0),
-        motion_set=motion_set, shapes=tuple(config.get("shapes", shapes.SHAPES)),
+        motion_set=motion_set, shapes=shape_names,
     )
     dataset = Dataset(
         source=InMemorySource(arrays),
@@ -131,7 +132,7 @@ def _load_shapes(config: Any, split: str) -> Dataset:
         static_factors=shapes.STATIC_FACTORS,
         dynamic_factors=shapes.DYNAMIC_FACTORS,
         num_classes=dict(shapes.NUM_CLASSES, motion=len(shapes.MOTION_SETS[motion_set]),
-                         shape=len(config.get("shapes", shapes.SHAPES))),
+                         shape=len(shape_names)),
     )
     validation.check_dataset(dataset, split, "shapes", "seqdis_jax/data/shapes.py generated "
                              "it: report this as a bug")

@@ -43,17 +43,19 @@ Motion (label = 3 * type + direction), frame ``t = 0..T-1``, ``u = t / (T - 1)``
   otherwise (``D <= (hi - lo) / 2`` guarantees one fits).  Hence the start position has the same
   distribution for all 9 motions and does not reveal the motion class.
 
-The Quickstart's form (``image_size=32, shape_scale=1.25, motion_set="compass"``)
+Options for smaller, CPU-sized forms (the Quickstart: ``image_size=32, shape_scale=1.5,
+motion_set="compass", shapes=("square", "triangle", "cross")``)
 --------------------------------------------------------------------------------
-* ``shape_scale`` multiplies both half-extents (1.25 at 32x32: 10 and 15 px across); the margin
+* ``shapes`` draws the shape from a subset of SHAPES; the label indexes that subset.
+* ``shape_scale`` multiplies both half-extents (1.5 at 32x32: 12 and 18 px across); the margin
   stays 2 px, so the centre range, and with it the travel, shrinks.
 * ``motion_set="compass"``: 8 labels, a constant-velocity slide towards ``right, down_right,
   down, down_left, left, up_left, up, up_right`` (label k moves along angle k * 45 degrees, y
-  down; a diagonal moves ``0.8 D`` along each axis). ``D ~ U[0.8, 1.0] * 1.5 Dmax`` (7.8-9.8 px
+  down; a diagonal moves ``0.8 D`` along each axis). ``D ~ U[0.8, 1.0] * 1.5 Dmax`` (6.0-7.5 px
   at the Quickstart's sizes), and the start is uniform over the positions that keep the whole
   path inside ``[lo, hi]``, so here the start position does depend on the direction.
-  Why not the 9 "types" at 32x32: with shape_scale 1.25 they leave 6.5 px of travel, and the
-  Quickstart's judge reached motion 0.38 after 1500 steps (compass: 1.000; docs/results.md).
+  Why not the 9 "types" at 32x32: with shape_scale 1.25 they leave 6.5 px of travel, and a
+  1500-step judge reached motion 0.38 on them (compass: 1.000; docs/results.md, "Quickstart").
 """
 
 from __future__ import annotations
