@@ -63,8 +63,8 @@ from experiments import (  # noqa: E402
     sprites,
     spyl_sprites,
 )
-from seqdis_jax import configuration, models, parallel, train  # noqa: E402
-from seqdis_jax.configuration import UserInputError  # noqa: E402
+from seqdis_jax import configuration, errors, models, parallel, train  # noqa: E402
+from seqdis_jax.errors import UserInputError  # noqa: E402
 
 CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
            "dbse": dbse_sprites, "rwae": rwae_sprites, "rwae_gan": rwae_gan_sprites}
@@ -322,13 +322,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         mesh = parallel.make_mesh(args.mesh_data, args.mesh_fsdp)
         for batch_size in batch_sizes:
             parallel.check_batch_size(batch_size, mesh)
-    except parallel.MeshError as e:  # its message names the config fields; say the flags
+    except errors.MeshError as e:  # its message names the config fields; say the flags
         message = str(e)
         renames = (("config.mesh.data", "--mesh_data"), ("config.mesh.fsdp", "--mesh_fsdp"),
                    ("config.data.batch_size=", "the batch size "))
         for field, flag in renames:
             message = message.replace(field, flag)
-        raise parallel.MeshError(message) from None
+        raise errors.MeshError(message) from None
     for method in methods:  # config problems (e.g. a method without that variant) up front
         try:
             build_config(method, batch_sizes[0], args)
@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     jax.config.update("jax_threefry_partitionable", False)
     try:
         return run(args)
-    except UserInputError as e:  # parallel.MeshError included
+    except UserInputError as e:  # errors.MeshError included
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

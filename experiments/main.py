@@ -31,6 +31,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
+from seqdis_jax import errors
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval", "judge"], "What to run.")
@@ -66,33 +68,30 @@ def configure_jax(multihost: bool = False, **distributed) -> None:
 
 def _prepare_workdir(workdir: str, mode: str) -> str:
     workdir = os.path.abspath(os.path.expanduser(workdir))
-    from seqdis_jax.configuration import UserInputError
-
     if mode == "eval" and not os.path.isdir(workdir):
-        raise UserInputError(
+        raise errors.UserInputError(
             f"--workdir {workdir} does not exist; --mode=eval needs the workdir of a trained run."
         )
     if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserInputError(f"--workdir {workdir} is a file, not a directory.")
+        raise errors.UserInputError(f"--workdir {workdir} is a file, not a directory.")
     if not os.path.isdir(workdir):
         parent = os.path.dirname(workdir)
         while parent and not os.path.exists(parent):
             parent = os.path.dirname(parent)
         if not os.access(parent, os.W_OK):
-            raise UserInputError(
+            raise errors.UserInputError(
                 f"--workdir {workdir} cannot be created: {parent} is not writable."
             )
     elif not os.access(workdir, os.W_OK | os.X_OK):
-        raise UserInputError(f"--workdir {workdir} is not writable; pass a writable directory.")
+        raise errors.UserInputError(
+            f"--workdir {workdir} is not writable; pass a writable directory.")
     return workdir
 
 
 def _check_train_split(config, train_data) -> None:
     """A batch must fit in the training split (None: a generated one, checked by its run)."""
-    from seqdis_jax.configuration import UserInputError
-
     if train_data is not None and config.data.batch_size > len(train_data.source):
-        raise UserInputError(
+        raise errors.UserInputError(
             f"config.data.batch_size={config.data.batch_size} is larger than the "
             f"{len(train_data.source)} records of the 'train' split of dataset "
             f"{config.data.get('tfds_name', '') or config.data.name!r}; lower "
@@ -125,7 +124,7 @@ def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
         _prepare_workdir(config.judge.workdir, "train")
         return train.train_judge(config)
     if not workdir:
-        raise configuration.UserInputError(f"--mode={mode} needs --workdir=DIR.")
+        raise errors.UserInputError(f"--mode={mode} needs --workdir=DIR.")
     workdir = _prepare_workdir(workdir, mode)
     test_data = registry.load(config.data, "test")  # before anything is written to the workdir
     if mode == "train":  # an empty or damaged training split too, where opening it is cheap
@@ -136,7 +135,7 @@ def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
                                            config.model.get("modality", "video"))
         evaluate.check_downstream_tasks(config, test_data)
     except ValueError as e:
-        raise configuration.UserInputError(str(e)) from None
+        raise errors.UserInputError(str(e)) from None
     ranks_by_judge = config.train.get("best_metric", "").startswith(
         evaluate.JUDGE_CURVE_PREFIX + "/")
     if (any(evaluate.EVALUATORS[name].needs_judge for name in names)
@@ -245,15 +244,11 @@ def _explain_flag_error(message: str, argv: list[str]) -> str:
 def known_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
     """(errors in what the user passed: exit 2, a run that failed midway: exit 1); each ends
     the command with its one-line message instead of a traceback."""
-    from seqdis_jax.checkpointing import CheckpointWriteError
-    from seqdis_jax.configuration import UserInputError
     from seqdis_jax.data.registry import NotPreparedError
-    from seqdis_jax.evaluate import MissingLabelError
-    from seqdis_jax.judge import JudgeMismatchError
-    from seqdis_jax.train import MissingCheckpointError, NonFiniteTrainingError
 
-    return ((UserInputError, MissingCheckpointError, JudgeMismatchError, MissingLabelError,
-             NotPreparedError), (CheckpointWriteError, NonFiniteTrainingError))
+    return ((errors.UserInputError, errors.MissingCheckpointError, errors.JudgeMismatchError,
+             errors.MissingLabelError, NotPreparedError),
+            (errors.CheckpointWriteError, errors.NonFiniteTrainingError))
 
 
 def main(argv: list[str]) -> None:

@@ -18,11 +18,9 @@ from typing import Any
 import grain
 import orbax.checkpoint as ocp
 
+from seqdis_jax.errors import CheckpointWriteError, UserInputError
+
 CHECKPOINT_SUBDIR = "checkpoints"
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (full disk, lost permissions); the earlier ones stand."""
 
 
 def checkpoint_dir(workdir: str) -> str:
@@ -114,8 +112,6 @@ def restore(
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError, TypeError) as e:  # Orbax: another tree structure or shape
-        from seqdis_jax.configuration import UserInputError
-
         reason = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""
         reason = (reason if len(reason) <= 200 else reason[:200] + "...") or type(e).__name__
         raise UserInputError(

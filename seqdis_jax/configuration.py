@@ -12,6 +12,7 @@ import ml_collections
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import models
 from seqdis_jax.data import registry as data_registry
+from seqdis_jax.errors import UserInputError
 from seqdis_jax.models.dsvae import DYNAMIC_POSTERIORS, MODALITIES
 from seqdis_jax.nn import conv
 from seqdis_jax.nn.recurrent import RECURRENT_INITS, STATIC_HEAD_ACTIVATIONS
@@ -28,9 +29,6 @@ ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
                 "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared",
                 "model.recurrent_init": "flax", "model.cpu_conv_lowering": "gemm"}
 
-
-class UserInputError(ValueError):
-    """A problem with what the user passed (config, flags, workdir); the message says the fix."""
 
 
 def _positive(config: ml_collections.ConfigDict, *names: str) -> None:

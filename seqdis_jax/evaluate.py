@@ -25,6 +25,7 @@ from seqdis_jax import estimators
 from seqdis_jax import metrics as metrics_lib
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import eval_batches
+from seqdis_jax.errors import MissingLabelError
 from seqdis_jax.models.dsvae import (
     MODALITIES,
     dynamic_kl_per_sequence,
@@ -34,9 +35,6 @@ from seqdis_jax.nn.gaussian import kl_standard_normal
 
 Array = jax.Array
 
-
-class MissingLabelError(ValueError):
-    """An evaluator needs a label that the dataset does not have."""
 
 
 @dataclasses.dataclass

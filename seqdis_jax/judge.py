@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from seqdis_jax.errors import JudgeMismatchError
 from seqdis_jax.nn.recurrent import bidirectional_last_states
 from seqdis_jax.nn.video import FrameEncoder, apply_updating_batch_stats
 
@@ -139,9 +140,6 @@ def read_metadata(judge_dir: str) -> dict[str, Any] | None:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
-
-class JudgeMismatchError(ValueError):
-    """The judge in config.judge.workdir was trained for other data or another architecture."""
 
 
 def check_compatible(metadata: dict[str, Any], config: ml_collections.ConfigDict,

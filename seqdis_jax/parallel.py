@@ -25,16 +25,13 @@ import ml_collections
 import numpy as np
 from jax.experimental import mesh_utils
 
-from seqdis_jax.configuration import UserInputError
+from seqdis_jax.errors import MeshError
 
 MESH_AXES = ("data", "fsdp")
 # Arrays with fewer elements stay replicated under FSDP: gathering them costs more than
 # storing them (biases, LayerNorm scales, Adam's step counter).
 FSDP_MIN_SIZE = 2**14
 
-
-class MeshError(UserInputError):
-    """A mesh the devices cannot form, or a batch the mesh cannot split; says the fix."""
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, devices: list[Any] | None = None

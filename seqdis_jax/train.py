@@ -26,7 +26,6 @@ import optax
 from seqdis_jax import checkpointing, machine, models, parallel
 from seqdis_jax import evaluate as evaluate_lib
 from seqdis_jax import judge as judge_lib
-from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data import validation
 from seqdis_jax.data.pipeline import (
@@ -35,6 +34,7 @@ from seqdis_jax.data.pipeline import (
     to_global_batch,
     train_iterator,
 )
+from seqdis_jax.errors import MissingCheckpointError, NonFiniteTrainingError, UserInputError
 from seqdis_jax.metric_writers import MetricWriter, ProgressLine
 
 Array = jax.Array
@@ -46,12 +46,6 @@ def _log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-class MissingCheckpointError(FileNotFoundError):
-    """--mode=eval (or a restore) found no checkpoint in the workdir."""
-
-
-class NonFiniteTrainingError(RuntimeError):
-    """Too many consecutive steps had a non-finite loss or gradient (config.train.max_skips)."""
 
 
 class TrainState(flax.struct.PyTreeNode):

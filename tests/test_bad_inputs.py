@@ -39,16 +39,18 @@ from experiments import fsdd as fsdd_config
 from experiments import main as launcher
 from experiments import shapes as shapes_config
 from experiments import sprites as sprites_config
-from seqdis_jax import checkpointing, models, parallel, train
+from seqdis_jax import checkpointing, errors, models, train
 from seqdis_jax import judge as judge_lib
-from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import array_record, registry
 from seqdis_jax.data.array_record import Feature
 from seqdis_jax.data.pipeline import InMemorySource
 from seqdis_jax.data.registry import BadDataError, NotPreparedError
-from seqdis_jax.evaluate import MissingLabelError
-from seqdis_jax.judge import JudgeMismatchError
-from seqdis_jax.train import MissingCheckpointError
+from seqdis_jax.errors import (
+    JudgeMismatchError,
+    MissingCheckpointError,
+    MissingLabelError,
+    UserInputError,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The exceptions `experiments.main.main` prints as one `error: ...` line with exit status 2.
@@ -603,11 +605,11 @@ CASES: dict[str, Case] = {
         r"split of dataset 'fsdd'; lower config\.data\.batch_size\."),
     # 11. devices
     "batch-not-divisible-by-the-devices": Case(
-        _three_devices, parallel.MeshError,
+        _three_devices, errors.MeshError,
         r"config\.data\.batch_size=4 is not divisible by the 3 devices of the mesh .*; choose "
         r"a multiple of 3\."),
     "mesh-larger-than-the-devices": Case(
-        _run_shapes(mesh__data=2), parallel.MeshError,
+        _run_shapes(mesh__data=2), errors.MeshError,
         r"config\.mesh\.data \* config\.mesh\.fsdp = 2 \* 1 = 2 devices, but only 1 are "
         r"available; use config\.mesh\.data=-1"),
     # 12. a checkpoint of another config / model

@@ -13,7 +13,7 @@ import pytest
 from method_testing import smoke_config, train_on_fixed_batch
 
 from experiments import cdsvae_shapes, cdsvae_sprites, spyl_sprites
-from seqdis_jax import configuration, estimators
+from seqdis_jax import configuration, errors, estimators
 from seqdis_jax.models import dsvae
 
 KEY = jax.random.PRNGKey(0)
@@ -194,7 +194,7 @@ def test_unknown_switch_values_are_refused():
             ("cdsvae", ("mws_estimator", "frames"), "mws_estimator must be one of")):
         bad = config.copy_and_resolve_references()
         bad[field][value[0]] = value[1]
-        with pytest.raises(configuration.UserInputError, match=message):
+        with pytest.raises(errors.UserInputError, match=message):
             configuration.validate(bad)
 
 

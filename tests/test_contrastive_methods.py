@@ -15,7 +15,7 @@ from method_testing import (
 
 from experiments import cdsvae_shapes, spyl_shapes
 from seqdis_jax import configuration
-from seqdis_jax.configuration import UserInputError
+from seqdis_jax.errors import UserInputError
 
 
 def _config(module, **overrides):

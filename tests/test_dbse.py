@@ -10,8 +10,8 @@ from method_testing import smoke_config, train_on_fixed_batch
 
 from experiments import dbse_shapes
 from seqdis_jax import configuration
-from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import shapes
+from seqdis_jax.errors import UserInputError
 from seqdis_jax.models import dbse
 
 BATCH = 4

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from seqdis_jax import checkpointing, models, train
-from seqdis_jax.configuration import UserInputError
 from seqdis_jax.data import shapes
+from seqdis_jax.errors import UserInputError
 
 
 @pytest.fixture(scope="module")

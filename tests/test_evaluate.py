@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import shapes as shapes_config
-from seqdis_jax import evaluate, judge, metrics, train
+from seqdis_jax import errors, evaluate, judge, metrics, train
 from seqdis_jax.data import pipeline, registry
 
 
@@ -48,10 +48,10 @@ def test_judged_generation_is_for_video_only():
 def test_an_evaluator_needing_a_missing_label_is_refused_by_name():
     _, dataset = _shapes_test_set()
     dynamic_only = dataclasses.replace(dataset, static_factors=())
-    with pytest.raises(evaluate.MissingLabelError, match="'verification_eer' needs a static"):
+    with pytest.raises(errors.MissingLabelError, match="'verification_eer' needs a static"):
         evaluate.select_evaluators(("verification_eer",), dynamic_only)
     unlabelled = dataclasses.replace(dataset, static_factors=(), dynamic_factors=())
-    with pytest.raises(evaluate.MissingLabelError, match="'latent_classification' needs a"):
+    with pytest.raises(errors.MissingLabelError, match="'latent_classification' needs a"):
         evaluate.select_evaluators(("latent_classification",), unlabelled)
     with pytest.raises(ValueError, match="Unknown evaluator"):
         evaluate.select_evaluators(("fid",), dataset)
@@ -63,18 +63,18 @@ def test_judge_for_other_data_is_refused(tmp_path):
         "architecture": judge.judge_architecture(config)}
     judge.check_compatible(metadata, config, dataset, str(tmp_path))  # its own data: accepted
     other = dict(metadata, dataset="sprites")
-    with pytest.raises(judge.JudgeMismatchError, match="dataset: judge has 'sprites'"):
+    with pytest.raises(errors.JudgeMismatchError, match="dataset: judge has 'sprites'"):
         judge.check_compatible(other, config, dataset, str(tmp_path))
     smaller = dict(metadata, video_shape=[8, 32, 32, 3])
-    with pytest.raises(judge.JudgeMismatchError, match="video_shape"):
+    with pytest.raises(errors.JudgeMismatchError, match="video_shape"):
         judge.check_compatible(smaller, config, dataset, str(tmp_path))
     # A judge of the same frame size but another form of the generated data.
     one_shape = dict(metadata, generator=dict(metadata["generator"], shapes=["circle"]))
-    with pytest.raises(judge.JudgeMismatchError, match="generator: judge has"):
+    with pytest.raises(errors.JudgeMismatchError, match="generator: judge has"):
         judge.check_compatible(one_shape, config, dataset, str(tmp_path))
     wider = config.copy_and_resolve_references()
     wider.judge.width = 1.0
-    with pytest.raises(judge.JudgeMismatchError, match="architecture"):
+    with pytest.raises(errors.JudgeMismatchError, match="architecture"):
         judge.check_compatible(metadata, wider, dataset, str(tmp_path))
 
 
@@ -82,7 +82,7 @@ def test_missing_judge_names_the_command(tmp_path):
     config, dataset = _shapes_test_set()
     config.judge.workdir = str(tmp_path / "nojudge")
     config.judge.train_if_missing = False
-    with pytest.raises(train.MissingCheckpointError, match="--mode=judge"):
+    with pytest.raises(errors.MissingCheckpointError, match="--mode=judge"):
         train.restore_judge(config, dataset)
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from experiments import main as launcher
 from experiments import shapes as shapes_config
-from seqdis_jax.configuration import UserInputError
-from seqdis_jax.train import MissingCheckpointError
+from seqdis_jax import errors
+from seqdis_jax.errors import MissingCheckpointError, UserInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNGS = (
@@ -204,7 +204,7 @@ def test_a_run_saved_before_a_new_switch_existed_is_still_accepted(tmp_path):
     (tmp_path / configuration.CONFIG_FILE).write_text(json.dumps(saved))
     configuration.check_workdir_compatible(config, str(tmp_path))
     config.train.cosine_decay = True
-    with pytest.raises(configuration.UserInputError, match="train.cosine_decay"):
+    with pytest.raises(errors.UserInputError, match="train.cosine_decay"):
         configuration.check_workdir_compatible(config, str(tmp_path))
 
 

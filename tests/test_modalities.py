@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from experiments import base, fsdd
-from seqdis_jax import configuration, models, train
+from seqdis_jax import configuration, errors, models, train
 from seqdis_jax.models import dsvae
 
 T, F = 12, 6
@@ -105,12 +105,12 @@ def test_training_lowers_the_loss(modality, method):
 def test_cdsvae_refuses_the_video_motion_view_on_speech():
     config = fsdd.get_config("cdsvae_smoke")
     config.cdsvae.motion_augmentation = True
-    with pytest.raises(configuration.UserInputError, match="motion_augmentation"):
+    with pytest.raises(errors.UserInputError, match="motion_augmentation"):
         configuration.validate(config)
 
 
 def test_series_model_needs_a_feature_count():
     config = series_config("dsvae")
     config.data.num_features = 0
-    with pytest.raises(configuration.UserInputError, match="num_features"):
+    with pytest.raises(errors.UserInputError, match="num_features"):
         configuration.validate(config)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seqdis_jax import errors
 from seqdis_jax.nn import recurrent
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder, scaled
 
@@ -291,5 +292,5 @@ def test_config_rejects_unknown_cpu_conv_lowering():
 
     config = sprites.get_config("smoke")
     config.model.cpu_conv_lowering = "im2col"
-    with pytest.raises(configuration.UserInputError, match="cpu_conv_lowering must be"):
+    with pytest.raises(errors.UserInputError, match="cpu_conv_lowering must be"):
         configuration.validate(config)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import shapes
-from seqdis_jax import parallel
+from seqdis_jax import errors, parallel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,7 +32,7 @@ def test_default_mesh_takes_every_device_on_the_data_axis():
     (-1, jax.device_count() + 1, "does not divide"),
 ])
 def test_impossible_meshes_are_refused_with_the_fix(data, fsdp, message):
-    with pytest.raises(parallel.MeshError, match=message):
+    with pytest.raises(errors.MeshError, match=message):
         parallel.make_mesh(data, fsdp)
 
 

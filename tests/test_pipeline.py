@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from seqdis_jax import checkpointing, parallel
+from seqdis_jax import checkpointing, errors, parallel
 from seqdis_jax.data import pipeline
 
 NUM_EXAMPLES = 24
@@ -97,5 +97,5 @@ def test_batch_not_divisible_by_processes_or_devices_is_refused(monkeypatch):
         pipeline.process_shard(8)
     mesh = jax.sharding.Mesh(np.array([jax.local_devices()[0]] * 3).reshape(3, 1),
                              parallel.MESH_AXES)
-    with pytest.raises(parallel.MeshError, match="not divisible by the 3 devices"):
+    with pytest.raises(errors.MeshError, match="not divisible by the 3 devices"):
         parallel.check_batch_size(8, mesh)

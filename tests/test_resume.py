@@ -31,7 +31,7 @@ from orbax.checkpoint._src.path import atomicity
 
 from experiments import main as launcher
 from experiments import shapes as shapes_config
-from seqdis_jax import checkpointing, configuration, models, parallel, train
+from seqdis_jax import checkpointing, errors, models, parallel, train
 from seqdis_jax.data import pipeline
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data import shapes as shapes_data
@@ -274,7 +274,7 @@ def test_a_save_that_dies_before_its_rename_leaves_the_previous_checkpoint(
 
         monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize",
                             atomicity.AtomicRenameTemporaryPath.finalize)  # restored by undo()
-        with pytest.raises(checkpointing.CheckpointWriteError,
+        with pytest.raises(errors.CheckpointWriteError,
                            match="step 3 .*the disk is full; the checkpoint of step 2 is intact"):
             save_toy_run(workdir, 3, lambda: crash_at_finalize(3, disk_full))
         monkeypatch.undo()  # Orbax's own finalize again
@@ -434,7 +434,7 @@ def test_judge_curve_settings_are_checked(fields, message, tmp_path):
     for name, value in fields.items():
         config.train[name] = value
     config.judge.workdir = str(tmp_path / "judge")
-    with pytest.raises(configuration.UserInputError, match=message):
+    with pytest.raises(errors.UserInputError, match=message):
         launcher.run(config, str(tmp_path / "run"), "train")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -521,7 +521,7 @@ def test_a_diverging_run_stops_with_its_last_good_parameters_on_disk(
     # Steps 4, 5, 6 see NaN: 4 is saved (holding step 3's parameters), 6 stops the run.
     monkeypatch.setattr(train, "to_global_batch", float_batches(poison_from=4))
     config = smoke_config(num_steps=20, checkpoint_every=2, max_skips=3)
-    with pytest.raises(train.NonFiniteTrainingError,
+    with pytest.raises(errors.NonFiniteTrainingError,
                        match=r"3 consecutive steps up to step 6 .*the last checkpoint, step 4, "):
         launcher.run(config, str(diverged), "train")
     assert set(saved_steps(diverged)) - {1} == {2, 4}

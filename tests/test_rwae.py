@@ -11,7 +11,7 @@ from method_testing import setup, smoke_config, train_on_fixed_batch
 
 from experiments import rwae_gan_shapes, rwae_shapes
 from seqdis_jax import configuration, optim, train
-from seqdis_jax.configuration import UserInputError
+from seqdis_jax.errors import UserInputError
 from seqdis_jax.models import rwae
 
 

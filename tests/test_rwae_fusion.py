@@ -10,7 +10,7 @@ from method_testing import setup, smoke_config
 
 from experiments import rwae_shapes
 from seqdis_jax import configuration, optim, train
-from seqdis_jax.configuration import UserInputError
+from seqdis_jax.errors import UserInputError
 from seqdis_jax.models import dsvae, rwae
 from seqdis_jax.nn.video import FrameDecoder
 

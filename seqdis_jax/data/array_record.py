@@ -28,20 +28,12 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from seqdis_jax.errors import BadDataError, NotPreparedError
+
 DTYPES_KEY = "dtypes"  # metadata entry: feature name -> numpy dtype name written
 FINGERPRINT_KEY = "fingerprint"  # metadata entry: caller's hash of the inputs
 
 Records = Mapping[str, np.ndarray] | Iterable[Mapping[str, Any]]
-
-
-class NotPreparedError(FileNotFoundError):
-    """The dataset directory holds no complete prepared version."""
-
-
-class BadDataError(NotPreparedError, ValueError):
-    """A dataset is there but unusable: a split without records, unreadable (damaged) files,
-    records of another dtype or shape than the model takes, non-finite values. Like an
-    unprepared one it needs its data_prep converter run again; the message says how."""
 
 
 @dataclasses.dataclass(frozen=True)

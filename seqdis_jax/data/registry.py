@@ -17,11 +17,12 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from seqdis_jax import errors
 from seqdis_jax.data import array_record, shapes, validation
 from seqdis_jax.data.pipeline import InMemorySource
 
-NotPreparedError = array_record.NotPreparedError
-BadDataError = array_record.BadDataError  # a NotPreparedError: there, but unusable
+NotPreparedError = errors.NotPreparedError
+BadDataError = errors.BadDataError  # a NotPreparedError: there, but unusable
 
 
 @dataclasses.dataclass(frozen=True)
