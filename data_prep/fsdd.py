@@ -32,10 +32,9 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
 
-from data_prep import speech
-from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
+from data_prep import common, speech
+from data_prep.common import InputError, Progress, already_prepared, fingerprint
 from seqdis_jax.data import array_record, audio, fsdd
 
 # Bump whenever the file discovery, the features, the segments, the split, the standardisation
@@ -154,40 +153,13 @@ def prepare(
     return final, True
 
 
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    flags.DEFINE_string(
-        "source_dir", None, "FSDD's recordings folder: {digit}_{speaker}_{index}.wav files."
-    )
-    flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-    flags.DEFINE_string(
-        "features",
-        fsdd.DEFAULT_FEATURES,
-        "log_magnitude (200-d, build fsdd) or log_mel (80-d, build fsdd_mel).",
-    )
-    flags.DEFINE_integer("hop", fsdd.DEFAULT_HOP, "Frames between segment starts (>= 1).")
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    source_dir = flags.FLAGS.source_dir
-    features_kind, hop = flags.FLAGS.features, flags.FLAGS.hop
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if not source_dir:
-            raise InputError(
-                "--source_dir=<the FSDD recordings folder> is required (clone "
-                f"{HOMEPAGE}; its recordings/ folder)"
-            )
-        return prepare(os.path.expanduser(source_dir), data_dir, features_kind, hop)
-
-    run_converter(prepare_from_flags, flags.FLAGS.data_dir)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        prepare,
+        source_help="FSDD's recordings folder: {digit}_{speaker}_{index}.wav files.",
+        source_required=(
+            "--source_dir=<the FSDD recordings folder> is required (clone "
+            f"{HOMEPAGE}; its recordings/ folder)"
+        ),
+        options=speech.command_line_options("fsdd", fsdd.DEFAULT_FEATURES, fsdd.DEFAULT_HOP),
+    )

@@ -27,9 +27,9 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
-from absl import app, flags
 
-from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
+from data_prep import common
+from data_prep.common import InputError, Progress, already_prepared, fingerprint
 from seqdis_jax.data import array_record, jester
 
 # Bump whenever the gestures, the frame rule, the crop/resize, the split or the record layout
@@ -185,33 +185,12 @@ def prepare(source_dir: str, data_dir: str) -> tuple[str, bool]:
     return final, True
 
 
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    flags.DEFINE_string(
-        "source_dir", None, "Folder holding 20bn-jester-v1/ and the jester-v1-*.csv files."
-    )
-    flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    source_dir = flags.FLAGS.source_dir
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if not source_dir:
-            raise InputError(
-                "--source_dir=<folder holding 20bn-jester-v1/ and the jester-v1-*.csv files> "
-                "is required"
-            )
-        return prepare(os.path.expanduser(source_dir), data_dir)
-
-    run_converter(prepare_from_flags, flags.FLAGS.data_dir)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        prepare,
+        source_help="Folder holding 20bn-jester-v1/ and the jester-v1-*.csv files.",
+        source_required=(
+            "--source_dir=<folder holding 20bn-jester-v1/ and the jester-v1-*.csv files> "
+            "is required"
+        ),
+    )

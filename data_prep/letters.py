@@ -26,9 +26,9 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
-from absl import app, flags
 
-from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
+from data_prep import common
+from data_prep.common import InputError, Progress, already_prepared, fingerprint
 from seqdis_jax.data import array_record, letters
 
 # Bump whenever the lexicon, the sample draw, the image processing, the split or the record
@@ -181,31 +181,15 @@ def prepare(source_dir: str, data_dir: str, seed: int = 0) -> tuple[str, bool]:
     return final, True
 
 
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    flags.DEFINE_string(
-        "source_dir", None, "The ISGL offline letters folder: <subject id>/<letter>_<sample>.png."
-    )
-    flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-    flags.DEFINE_integer("seed", 0, "Seed of the letter samples' draw (the split ignores it).")
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    source_dir, seed = flags.FLAGS.source_dir, flags.FLAGS.seed
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if not source_dir:
-            raise InputError("--source_dir=<the ISGL offline letters folder> is required")
-        return prepare(os.path.expanduser(source_dir), data_dir, seed)
-
-    run_converter(prepare_from_flags, flags.FLAGS.data_dir)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        prepare,
+        source_help="The ISGL offline letters folder: <subject id>/<letter>_<sample>.png.",
+        source_required="--source_dir=<the ISGL offline letters folder> is required",
+        options=[
+            common.Option(
+                "seed", 0, "Seed of the letter samples' draw (the split ignores it).",
+                kind="integer",
+            ),
+        ],
+    )

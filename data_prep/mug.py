@@ -36,9 +36,8 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from absl import app, flags
-
-from data_prep.common import InputError, Progress, already_prepared, run_converter
+from data_prep import common
+from data_prep.common import InputError, Progress, already_prepared
 from seqdis_jax.data import array_record, mug
 
 # Bump whenever the take discovery, clip, crop, split rules or the record layout change: the
@@ -53,28 +52,6 @@ CITATION = """@inproceedings{aifanti2010mug,
   pages = {1--4},
   year = {2010}
 }"""
-
-
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    global _SOURCE_DIR, _DATA_DIR, _CLIPS_PER_VIDEO, _SEED, _CROP, _CROP_FRACTION
-    _SOURCE_DIR = flags.DEFINE_string(
-        "source_dir", None, "The MUG release's subjects3 folder (or the folder holding it)."
-    )
-    _DATA_DIR = flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-    _CLIPS_PER_VIDEO = flags.DEFINE_integer(
-        "clips_per_video", 1, "Clips of 15 frames cut from every take (random starts)."
-    )
-    _SEED = flags.DEFINE_integer("seed", 0, "Seed of the clips' random starts (>= 0).")
-    _CROP = flags.DEFINE_enum(
-        "crop", "center", list(mug.CROPS), "Face crop: central square, or OpenCV's Haar cascade."
-    )
-    _CROP_FRACTION = flags.DEFINE_float(
-        "crop_fraction", 1.0, "Side of the central crop as a fraction of min(height, width)."
-    )
 
 
 def fingerprint(root: str, videos: Sequence[mug.Video], options: dict[str, Any]) -> str:
@@ -207,28 +184,29 @@ def prepare(
     return final, True
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if not _SOURCE_DIR.value:
-            raise InputError(
-                "--source_dir=<the MUG release's subjects3 folder> is required (MUG is "
-                f"licence-restricted: request it from {HOMEPAGE})"
-            )
-        return prepare(
-            os.path.expanduser(_SOURCE_DIR.value),
-            data_dir,
-            clips_per_video=_CLIPS_PER_VIDEO.value,
-            seed=_SEED.value,
-            crop=_CROP.value,
-            crop_fraction=_CROP_FRACTION.value,
-        )
-
-    run_converter(prepare_from_flags, _DATA_DIR.value)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        prepare,
+        source_help="The MUG release's subjects3 folder (or the folder holding it).",
+        source_required=(
+            "--source_dir=<the MUG release's subjects3 folder> is required (MUG is "
+            f"licence-restricted: request it from {HOMEPAGE})"
+        ),
+        options=[
+            common.Option(
+                "clips_per_video", 1, "Clips of 15 frames cut from every take (random starts).",
+                kind="integer",
+            ),
+            common.Option(
+                "seed", 0, "Seed of the clips' random starts (>= 0).", kind="integer"
+            ),
+            common.Option(
+                "crop", "center", "Face crop: central square, or OpenCV's Haar cascade.",
+                kind="enum", choices=mug.CROPS,
+            ),
+            common.Option(
+                "crop_fraction", 1.0,
+                "Side of the central crop as a fraction of min(height, width).", kind="float",
+            ),
+        ],
+    )

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from data_prep.common import InputError, Progress
+from data_prep.common import InputError, Option, Progress
 from seqdis_jax.data import audio
 
 
@@ -20,6 +20,19 @@ def check_options(features: str, hop: int) -> dict:
     if hop < 1:
         raise InputError(f"--hop must be >= 1 frame, got {hop}")
     return {"features": features, "hop": int(hop), "segment_frames": audio.SEGMENT_FRAMES}
+
+
+def command_line_options(name: str, default_features: str, default_hop: int) -> list[Option]:
+    """The flags --features and --hop of a converter whose builds are ``name`` (log_magnitude)
+    and ``<name>_mel`` (log_mel), for `data_prep.common.main`."""
+    return [
+        Option(
+            "features", default_features,
+            f"log_magnitude (200-d, build {name}) or log_mel (80-d, build {name}_mel).",
+            arg="features_kind",
+        ),
+        Option("hop", default_hop, "Frames between segment starts (>= 1).", kind="integer"),
+    ]
 
 
 def train_statistics(paths: Sequence[str], is_train: Sequence[bool], opts: dict, label: str,

@@ -30,10 +30,10 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 
 import numpy as np
-from absl import app, flags
 from PIL import Image
 
-from data_prep.common import InputError, Progress, run_converter
+from data_prep import common
+from data_prep.common import InputError, Progress
 from seqdis_jax.data import array_record, sprites
 
 # Bump whenever composition, frame rules, split or the record layout change: the fingerprint
@@ -49,28 +49,6 @@ CITATION = """@inproceedings{li2018disentangle,
   booktitle = {International Conference on Machine Learning},
   year = {2018}
 }"""
-
-
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    global _SOURCE_DIR, _DOWNLOAD, _CACHE_DIR, _DATA_DIR, _CHARACTERS
-    _SOURCE_DIR = flags.DEFINE_string(
-        "source_dir", None, "Directory with the LPC sheets (body/, bottomwear/, topwear/, ...)."
-    )
-    _DOWNLOAD = flags.DEFINE_bool(
-        "download", False, "Without --source_dir: download the sheets into --cache_dir first."
-    )
-    _CACHE_DIR = flags.DEFINE_string(
-        "cache_dir", None,
-        "Where --download puts the sheets (default ~/.cache/seqdis_jax/sprites_lpc).",
-    )
-    _DATA_DIR = flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-    _CHARACTERS = flags.DEFINE_integer(
-        "characters", None, "Build only this many characters, as dataset sprites_subset_<N>."
-    )
 
 
 def default_cache_dir() -> str:
@@ -186,29 +164,40 @@ def prepare(source_dir: str, data_dir: str, num_characters: int | None = None) -
     return final, True
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if _SOURCE_DIR.value and _DOWNLOAD.value:
-            raise InputError("pass either --source_dir or --download, not both")
-        if _SOURCE_DIR.value:
-            source_dir = os.path.expanduser(_SOURCE_DIR.value)
-        elif _DOWNLOAD.value:
-            source_dir = download_sheets(
-                os.path.expanduser(_CACHE_DIR.value or default_cache_dir())
-            )
-        else:
-            raise InputError(
-                "--source_dir=<path to the LPC sheets> is required (a copy of "
-                "github.com/YingzhenLi/Sprites), or pass --download to fetch them"
-            )
-        return prepare(source_dir, data_dir, _CHARACTERS.value)
-
-    run_converter(prepare_from_flags, _DATA_DIR.value)
+def _prepare_from_flags(
+    source_dir: str | None, data_dir: str, download: bool, cache_dir: str | None,
+    characters: int | None,
+) -> tuple[str, bool]:
+    """`prepare` from the command line's flags: the sheets of --source_dir or --download."""
+    if source_dir and download:
+        raise InputError("pass either --source_dir or --download, not both")
+    if download:
+        source_dir = download_sheets(os.path.expanduser(cache_dir or default_cache_dir()))
+    elif not source_dir:
+        raise InputError(
+            "--source_dir=<path to the LPC sheets> is required (a copy of "
+            "github.com/YingzhenLi/Sprites), or pass --download to fetch them"
+        )
+    return prepare(source_dir, data_dir, characters)
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        _prepare_from_flags,
+        source_help="Directory with the LPC sheets (body/, bottomwear/, topwear/, ...).",
+        source_required=None,  # or --download: _prepare_from_flags decides
+        options=[
+            common.Option(
+                "download", False,
+                "Without --source_dir: download the sheets into --cache_dir first.", kind="bool",
+            ),
+            common.Option(
+                "cache_dir", None,
+                "Where --download puts the sheets (default ~/.cache/seqdis_jax/sprites_lpc).",
+            ),
+            common.Option(
+                "characters", None,
+                "Build only this many characters, as dataset sprites_subset_<N>.", kind="integer",
+            ),
+        ],
+    )

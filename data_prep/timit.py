@@ -34,10 +34,9 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
 
-from data_prep import speech
-from data_prep.common import InputError, Progress, already_prepared, fingerprint, run_converter
+from data_prep import common, speech
+from data_prep.common import InputError, Progress, already_prepared, fingerprint
 from seqdis_jax.data import array_record, audio, timit
 
 # Bump whenever the file discovery, the sentence selection, the split, the features, the
@@ -175,46 +174,18 @@ def prepare(
     return final, True
 
 
-def define_flags() -> None:
-    """The command line's flags. Defined only when this module runs as the program, so that
-    importing several converters (tests, fixtures) does not define --source_dir twice."""
-    flags.DEFINE_string(
-        "source_dir", None, "The TIMIT release folder holding TRAIN/ and TEST/ (any case)."
-    )
-    flags.DEFINE_string(
-        "data_dir", None, "TFDS data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)."
-    )
-    flags.DEFINE_string(
-        "features",
-        timit.DEFAULT_FEATURES,
-        "log_magnitude (200-d, build timit) or log_mel (80-d, build timit_mel).",
-    )
-    flags.DEFINE_integer("hop", timit.DEFAULT_HOP, "Frames between segment starts (>= 1).")
-    flags.DEFINE_string(
-        "test_speakers", "core", "core: the 24 core test speakers; all: every TEST speaker."
-    )
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    source_dir = flags.FLAGS.source_dir
-    features_kind, hop = flags.FLAGS.features, flags.FLAGS.hop
-    test_speakers = flags.FLAGS.test_speakers
-
-    def prepare_from_flags(data_dir: str) -> tuple[str, bool]:
-        if not source_dir:
-            raise InputError(
-                "--source_dir=<the TIMIT folder holding TRAIN/ and TEST/> is required (TIMIT "
-                f"is licence-restricted: {HOMEPAGE})"
-            )
-        return prepare(
-            os.path.expanduser(source_dir), data_dir, features_kind, hop, test_speakers
-        )
-
-    run_converter(prepare_from_flags, flags.FLAGS.data_dir)
-
-
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    common.main(
+        prepare,
+        source_help="The TIMIT release folder holding TRAIN/ and TEST/ (any case).",
+        source_required=(
+            "--source_dir=<the TIMIT folder holding TRAIN/ and TEST/> is required (TIMIT "
+            f"is licence-restricted: {HOMEPAGE})"
+        ),
+        options=[
+            *speech.command_line_options("timit", timit.DEFAULT_FEATURES, timit.DEFAULT_HOP),
+            common.Option(
+                "test_speakers", "core", "core: the 24 core test speakers; all: every TEST speaker."
+            ),
+        ],
+    )
