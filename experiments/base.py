@@ -6,6 +6,7 @@ Not a runnable config itself: experiments/<name>.py calls `base_config()` and fi
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import ml_collections
 
@@ -206,45 +207,14 @@ def parse_variant(arg: str | None, variants: tuple[str, ...]) -> str:
     return variant
 
 
-def add_cdsvae_fields(config: ml_collections.ConfigDict) -> None:
-    """C-DSVAE (seqdis_jax/models/cdsvae.py), in place: method and its `config.cdsvae`
-    section, with the paper's values (eq. 6, App. A.5, C.2) as defaults."""
-    from seqdis_jax.data.augment import MotionAugmentationConfig
+def use_method(config: ml_collections.ConfigDict, name: str, **options: Any) -> None:
+    """Sets `config` to train the registered method `name` (seqdis_jax/models), in place:
+    `config.method`, its section `config.<name>` with the defaults its module owns
+    (`default_config(**options)`, e.g. R-WAE's `divergence_static`) and the shared fields its
+    paper sets (`Method.config_overrides`, e.g. SPYL's KL weights, R-WAE's Adam)."""
+    from seqdis_jax import models
 
-    config.method = "cdsvae"
-    c = config.cdsvae = ml_collections.ConfigDict()
-    c.contrastive_weight = 1.0  # beta of eq. (6) (App. C.2: 1.0 on Sprites)
-    c.mi_static_dynamic_weight = 1.0  # gamma of eq. (6)
-    c.temperature = 0.5  # tau of phi(u, v) = exp(cos(u, v) / tau)
-    c.content_reverse_probability = 0.5  # content view: reverse time, else a random order
-    c.motion_augmentation = True  # False: no motion view and no I(d; x) term (e.g. audio)
-    c.motion = ml_collections.ConfigDict(dataclasses.asdict(MotionAugmentationConfig()))
-    c.batch_norm_views = "separate"  # or "joint": x and its views in one BatchNorm batch
-    # I(s; d) of eq. (6): "sequence" (App. A.3 eq. 13) or "per_frame_code" (the authors' code:
-    # per frame, std = exp(logvar), + log(B N) inside a ReLU).
-    c.mws_estimator = "sequence"
-
-
-def add_spyl_fields(config: ml_collections.ConfigDict) -> None:
-    """SPYL (seqdis_jax/models/spyl.py), in place: method and its `config.spyl` section with
-    the paper's algorithm as defaults (Sec. 4, Alg. 1) and Sprites' weights of Table 6."""
-    config.method = "spyl"
-    c = config.spyl = ml_collections.ConfigDict()
-    c.reconstruction_weight = 10.0  # lambda_1
-    c.contrastive_weight = 5.0  # lambda_4
-    c.mi_static_dynamic_weight = 1.0  # lambda_5
-    c.temperature = 0.5
-    c.views = "predictive"  # or "reparameterization" (Table 7), "code" (the authors' bank)
-    c.negatives = "farthest"  # or "middle", "middle_farthest", "random" (Table 4)
-    c.views_per_sequence = 2  # K predicted views drawn from each posterior of the batch
-    c.bank_size = 512  # views="code": prior-generated bank ...
-    c.bank_negatives = 256  # ... and the farthest of it used as negatives
-    c.contrastive_warmup_steps = 0  # the authors' code: 50 epochs without contrastive terms
-    c.reconstruction_reduction = "sum"  # App. B: MSE not divided by the batch; code: "mean"
-    c.mws_estimator = "sequence"  # I(s; d) as C-DSVAE eq. 13; code: "per_frame_code"
-    # lambda_2, lambda_3 of Table 6 (Sprites: 5, 1) are the KL weights.
-    config.loss.kl_static_weight = 5.0
-    config.loss.kl_dynamic_weight = 1.0
+    models.get_method(name).configure(config, **options)
 
 
 def set_cdsvae_code_posterior(config: ml_collections.ConfigDict) -> None:
@@ -268,64 +238,13 @@ def set_spyl_weights(config: ml_collections.ConfigDict, reconstruction: float,
 
 
 def shrink_method_to_smoke(config: ml_collections.ConfigDict) -> None:
-    """`shrink_to_smoke` for a config whose method is already set: one predicted view per
-    sequence for SPYL, so its smoke step stays as cheap as the others."""
+    """`shrink_to_smoke` for a config whose method is already set, and the method's own
+    `smoke_overrides` (SPYL: one predicted view per sequence, so its smoke step stays as cheap
+    as the others)."""
+    from seqdis_jax import models
+
     shrink_to_smoke(config, judge_batch_size=4)
-    if config.method == "spyl":
-        config.spyl.views_per_sequence = 1
-
-
-def add_rwae_fields(config: ml_collections.ConfigDict, divergence_static: str = "mmd") -> None:
-    """R-WAE (seqdis_jax/models/rwae.py), in place: method and its `config.rwae` section with
-    the paper's Sprites settings (App. G) as defaults. `divergence_static`: "mmd" for
-    R-WAE(MMD) (scaled MMD, spectrally normalised f_gamma), "gan" for R-WAE(GAN) (JS
-    discriminator with the gradient penalty of eq. 24)."""
-    config.method = "rwae"
-    c = config.rwae = ml_collections.ConfigDict()
-    c.divergence_static = divergence_static
-    c.static_weight = 10.0  # beta_1 of eq. (9)
-    c.dynamic_weight = 60.0  # beta_2 of eq. (9)
-    c.reconstruction = "l2"  # or "bernoulli" (SM-MNIST)
-    # Decoder input (Fig. 1(a), App. G, Fig. 8(d)): "fc_lstm", concat(s, d_t) -> FC -> LSTM ->
-    # frame decoder; "framewise", DSVAE's frame-by-frame decoder on concat(s, d_t) (ablation;
-    # the parameter tree of R-WAE runs made before the fusion existed).
-    c.decoder_fusion = "fc_lstm"
-    c.fusion_dim = 0  # FC width = LSTM size; 0: h_t = model.feature_dim (video), else hidden_dim
-    c.kernel_bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)  # sigmas of the RBF mixture on d_t
-    c.critic_steps = 5  # L: encoder + critic steps per decoder + prior step (Alg. 1-2)
-    c.critic_hidden = (256, 256, 128)  # f_gamma / D_gamma: FC 256-256-128-1 (App. G)
-    # Spectral parametrisation of f_gamma (App. D, R-WAE(MMD)); the GAN uses eq. (24) instead.
-    c.critic_spectral_norm = divergence_static == "mmd"
-    c.smmd_gradient_scale = 10.0  # the 10 of 1 / (1 + 10 E||grad f||^2)
-    c.gradient_penalty_weight = 10.0  # lambda of eq. (24); the paper gives no value
-    c.encoder_learning_rate = 1e-4  # config.train.learning_rate is the decoder + prior's
-    c.critic_learning_rate = 1e-4
-    c.lr_decay_epochs = (50, 80)  # every rate x0.5 after 50 epochs, x0.2 more after 80
-    c.lr_decay_factors = (0.5, 0.2)
-    c.num_actions = 0  # A > 0: the weakly supervised model of Sec. 3.4
-    c.gumbel_temperature = 0.67  # tau; the paper gives no value (Maddison et al.'s 2/3)
-    c.action_kl_weight = 50.0  # App. G (MUG)
-    config.train.learning_rate = 3e-4
-    config.train.adam_b1 = 0.5
-    config.train.adam_b2 = 0.9
-    # KL on d only "to stabilize training" (App. D); s is regularised by D alone.
-    config.loss.kl_static_weight = 0.0
-    config.loss.kl_dynamic_weight = 1.0
-
-
-def add_dbse_fields(config: ml_collections.ConfigDict) -> None:
-    """DBSE (seqdis_jax/models/dbse.py), in place: method and its `config.dbse` section with the
-    paper's model (eqs. 4-8, App. A.3) and Sprites' alpha of Table 5 as defaults. The betas of
-    eq. (6) are `loss.kl_static_weight` and `loss.kl_dynamic_weight` (experiment files set them)."""
-    config.method = "dbse"
-    c = config.dbse = ml_collections.ConfigDict()
-    c.anchor = "first"  # s from x_1; or "middle" (x_{T/2}), "last" (x_T) (Table 4, bottom)
-    c.anchor_weight = 0.2  # alpha of eq. (5) (Table 5, Sprites)
-    c.first_frame_loss = True  # False: no alpha term (Table 4 "no loss")
-    c.subtraction = "hidden"  # h_t = h~_t - s~ (eq. 8); "none" (Table 4 "no sub"); "features"
-    c.sequence_reconstruction = "others"  # eq. (5): t != a; "all" (the authors' Sprites code)
-    c.anchor_decode = "shared"  # x^_a from the one decoder pass; "separate": the code's 2nd call
-    c.reconstruction_reduction = "sum"  # App. A.3: MSE not divided by the batch; code: "mean"
+    models.get_method(config.method).shrink_to_smoke(config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -345,32 +264,29 @@ def set_speech_method(config: ml_collections.ConfigDict, method: str) -> None:
       dbse    DBSE Table 5 (Timit): alpha = 1, beta = 4e-4 on both KLs, batch 10.
       rwae    R-WAE App. G (TIMIT): z^c = z^m = 16, the Sprites MMD settings otherwise.
     """
+    if method not in SPEECH_METHODS:
+        raise ValueError(f"Unknown speech method {method!r}; choose one of {SPEECH_METHODS}.")
     config.model.modality = "speech"
     config.data.pixel_scale = 1.0  # features are stored standardised, as floats
     config.model.hidden_dim = 256
     config.model.static_dim = 256
     config.model.dynamic_dim = 64
     config.train.learning_rate = 1e-3
+    use_method(config, method)
     if method in ("dsvae", "cdsvae"):
-        if method == "cdsvae":
-            add_cdsvae_fields(config)
-            config.cdsvae.contrastive_weight = 1.0  # beta
-            config.cdsvae.motion_augmentation = False
         config.data.batch_size = 256
-    elif method == "spyl":
-        add_spyl_fields(config)
-        set_spyl_weights(config, 5.0, 1.0, 1.0, 0.5, 1.0)
+    elif method in ("spyl", "dbse"):
         config.data.batch_size = 10
+    if method == "cdsvae":
+        config.cdsvae.contrastive_weight = 1.0  # beta
+        config.cdsvae.motion_augmentation = False
+    elif method == "spyl":
+        set_spyl_weights(config, 5.0, 1.0, 1.0, 0.5, 1.0)
     elif method == "dbse":
-        add_dbse_fields(config)
         config.dbse.anchor_weight = 1.0  # alpha
         config.loss.kl_static_weight = config.loss.kl_dynamic_weight = 4e-4  # beta
-        config.data.batch_size = 10
     elif method == "rwae":
-        add_rwae_fields(config, "mmd")
         config.model.static_dim = config.model.dynamic_dim = 16
-    else:
-        raise ValueError(f"Unknown speech method {method!r}; choose one of {SPEECH_METHODS}.")
 
 
 SERIES_METHODS = ("dsvae", "cdsvae", "spyl", "dbse")
@@ -399,27 +315,25 @@ def set_series_method(config: ml_collections.ConfigDict, method: str,
       spyl    SPYL Table 6: lambda_1..5, ds, dd and batch of the dataset's row.
       dbse    DBSE Table 5: alpha, beta on both KLs, ds = dd = 8, the row's batch.
     """
+    if method not in SERIES_METHODS:
+        raise ValueError(f"Unknown time-series method {method!r}; choose one of "
+                         f"{SERIES_METHODS}.")
     config.model.modality = "series"
     config.data.pixel_scale = 1.0
     config.model.hidden_dim = 64
     config.model.static_dim, config.model.dynamic_dim = settings.spyl_dims
     config.train.learning_rate = 1e-3
     config.data.batch_size = settings.spyl_batch
+    use_method(config, method)
     if method == "cdsvae":
-        add_cdsvae_fields(config)
         config.cdsvae.motion_augmentation = False
     elif method == "spyl":
-        add_spyl_fields(config)
         set_spyl_weights(config, *settings.spyl_weights)
     elif method == "dbse":
-        add_dbse_fields(config)
         config.dbse.anchor_weight = settings.dbse_alpha
         config.loss.kl_static_weight = config.loss.kl_dynamic_weight = settings.dbse_beta
         config.model.static_dim, config.model.dynamic_dim = settings.dbse_dims
         config.data.batch_size = settings.dbse_batch
-    elif method != "dsvae":
-        raise ValueError(f"Unknown time-series method {method!r}; choose one of "
-                         f"{SERIES_METHODS}.")
 
 
 def add_downstream_task(config: ml_collections.ConfigDict, name: str, target: str, kind: str,

@@ -11,12 +11,12 @@ Not yet measured on the current data and code (docs/results.md, "Not yet measure
 from __future__ import annotations
 
 from experiments import shapes
-from experiments.base import add_cdsvae_fields
+from experiments.base import use_method
 
 VARIANTS = shapes.VARIANTS
 
 
 def get_config(arg: str | None = None):
     config = shapes.get_config(arg)
-    add_cdsvae_fields(config)
+    use_method(config, "cdsvae")
     return config

@@ -31,7 +31,7 @@ keeps the judged action 85.98 +- 1.09 % (IS 7.862, H(y|x) 0.125, H(y) 2.187; DSV
 from __future__ import annotations
 
 from experiments import sprites
-from experiments.base import add_cdsvae_fields, parse_variant, set_cdsvae_code_posterior
+from experiments.base import parse_variant, set_cdsvae_code_posterior, use_method
 
 VARIANTS = ("default", "code", "cpu", "cpu_code", "smoke")
 
@@ -49,7 +49,7 @@ def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config({"code": "default", "cpu_code": "cpu"}.get(variant, variant))
     config.data.num_train = sprites.TRAIN_SEQUENCES
-    add_cdsvae_fields(config)
+    use_method(config, "cdsvae")
     if variant == "default":
         config.train.learning_rate = 1.5e-3
     elif variant == "code":

@@ -14,14 +14,14 @@ Not yet measured on the current data and code (docs/results.md, "Not yet measure
 from __future__ import annotations
 
 from experiments import shapes
-from experiments.base import add_dbse_fields
+from experiments.base import use_method
 
 VARIANTS = shapes.VARIANTS
 
 
 def get_config(arg: str | None = None):
     config = shapes.get_config(arg)
-    add_dbse_fields(config)
+    use_method(config, "dbse")
     config.dbse.anchor_weight = 0.2
     config.dbse.reconstruction_reduction = "mean"
     config.loss.kl_static_weight = 0.1

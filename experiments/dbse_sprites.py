@@ -41,7 +41,7 @@ sample d keeps 0.90 of the attributes; details in docs/results.md ("DBSE and R-W
 from __future__ import annotations
 
 from experiments import sprites
-from experiments.base import add_dbse_fields, parse_variant
+from experiments.base import parse_variant, use_method
 
 VARIANTS = ("default", "code", "cpu", "cpu_code", "smoke")
 
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config({"code": "default", "cpu_code": "cpu"}.get(variant, variant))
     config.data.num_train = sprites.TRAIN_SEQUENCES
-    add_dbse_fields(config)
+    use_method(config, "dbse")
     config.dbse.anchor_weight = 0.2  # alpha, Table 5
     config.loss.kl_static_weight = 0.2  # beta, Table 5
     config.loss.kl_dynamic_weight = 0.2

@@ -20,12 +20,11 @@ chance 20 %) and fix d / sample s judged on the gesture. Not measured here.
 from __future__ import annotations
 
 from experiments.base import (
-    add_cdsvae_fields,
-    add_spyl_fields,
     base_config,
     parse_variant,
     set_spyl_weights,
     shrink_method_to_smoke,
+    use_method,
 )
 
 VARIANTS = ("spyl", "cdsvae", "smoke", "cdsvae_smoke")
@@ -49,9 +48,9 @@ def get_config(arg: str | None = None):
     config.judge.workdir = "runs/judges/jester"
     config.judge.min_accuracy = 0.9
     if variant.startswith("cdsvae"):
-        add_cdsvae_fields(config)
+        use_method(config, "cdsvae")
     else:  # Table 6, Jesters
-        add_spyl_fields(config)
+        use_method(config, "spyl")
         set_spyl_weights(config, 5.0, 1.0, 1.0, 1.0, 1.0)  # lambda_1..5
     if variant.endswith("smoke"):
         shrink_method_to_smoke(config)

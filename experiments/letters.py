@@ -21,12 +21,11 @@ classification of SPYL B.9 is not implemented yet. Not measured here.
 from __future__ import annotations
 
 from experiments.base import (
-    add_cdsvae_fields,
-    add_spyl_fields,
     base_config,
     parse_variant,
     set_spyl_weights,
     shrink_method_to_smoke,
+    use_method,
 )
 
 VARIANTS = ("spyl", "cdsvae", "smoke", "cdsvae_smoke")
@@ -49,9 +48,9 @@ def get_config(arg: str | None = None):
     config.eval.mi_every = 0
     config.judge.workdir = "runs/judges/letters"
     if variant.startswith("cdsvae"):
-        add_cdsvae_fields(config)
+        use_method(config, "cdsvae")
     else:  # Table 6, Letters
-        add_spyl_fields(config)
+        use_method(config, "spyl")
         set_spyl_weights(config, 2.5, 1.0, 1.0, 5.0, 5.0)  # lambda_1..5
     if variant.endswith("smoke"):
         shrink_method_to_smoke(config)

@@ -112,7 +112,7 @@ def _check_existing_judge(config, test_data) -> None:
 def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
-    from seqdis_jax import configuration, evaluate, parallel, train
+    from seqdis_jax import configuration, evaluators, parallel, train
     from seqdis_jax.data import registry
 
     configuration.validate(config)
@@ -131,14 +131,14 @@ def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
         _check_train_split(config, registry.preflight(config.data, "train"))
     train.batch_video_shape(config, test_data)  # sequences the model cannot take
     try:  # the evaluators' needs, before a long training run ends in a refusal
-        names = evaluate.select_evaluators(config.eval.evaluators, test_data,
-                                           config.model.get("modality", "video"))
-        evaluate.check_downstream_tasks(config, test_data)
+        names = evaluators.select_evaluators(config.eval.evaluators, test_data,
+                                             config.model.get("modality", "video"))
+        evaluators.check_downstream_tasks(config, test_data)
     except ValueError as e:
         raise errors.UserInputError(str(e)) from None
     ranks_by_judge = config.train.get("best_metric", "").startswith(
-        evaluate.JUDGE_CURVE_PREFIX + "/")
-    if (any(evaluate.EVALUATORS[name].needs_judge for name in names)
+        evaluators.JUDGE_CURVE_PREFIX + "/")
+    if (any(evaluators.EVALUATORS[name].needs_judge for name in names)
             or config.eval.get("judge_every", 0) or ranks_by_judge):
         _check_existing_judge(config, test_data)
     configuration.check_workdir_compatible(config, workdir)

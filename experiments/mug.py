@@ -39,14 +39,11 @@ static from s 98.12 %, expression from d 85.62 %. Not measured here: MUG is not 
 from __future__ import annotations
 
 from experiments.base import (
-    add_cdsvae_fields,
-    add_dbse_fields,
-    add_rwae_fields,
-    add_spyl_fields,
     base_config,
     parse_variant,
     set_spyl_weights,
     shrink_method_to_smoke,
+    use_method,
 )
 
 METHODS = ("cdsvae", "spyl", "dbse", "rwae", "rwae_gan", "dsvae")
@@ -81,7 +78,7 @@ def get_config(arg: str | None = None):
 
     if method in ("cdsvae", "dsvae"):  # C-DSVAE App. C.2 (MUG)
         if method == "cdsvae":
-            add_cdsvae_fields(config)
+            use_method(config, "cdsvae")
             config.cdsvae.contrastive_weight = 0.5  # beta
         config.model.static_dim = 128
         config.model.dynamic_dim = 8
@@ -90,7 +87,7 @@ def get_config(arg: str | None = None):
         config.train.learning_rate = 1e-3
         config.train.num_steps = _epochs(1000, 128)
     elif method == "spyl":  # Table 6 (MUG)
-        add_spyl_fields(config)
+        use_method(config, "spyl")
         set_spyl_weights(config, 5.0, 9.0, 1.0, 0.5, 2.5)  # lambda_1..5
         config.model.static_dim = 256
         config.model.dynamic_dim = 64
@@ -98,7 +95,7 @@ def get_config(arg: str | None = None):
         config.train.learning_rate = 1.5e-3
         config.train.num_steps = _epochs(600, 16)
     elif method == "dbse":  # Table 5 (MUG)
-        add_dbse_fields(config)
+        use_method(config, "dbse")
         config.dbse.anchor_weight = 0.05  # alpha
         config.loss.kl_static_weight = config.loss.kl_dynamic_weight = 0.01  # beta
         config.model.static_dim = 128
@@ -107,7 +104,7 @@ def get_config(arg: str | None = None):
         config.train.learning_rate = 1.5e-3
         config.train.num_steps = _epochs(1000, 128)
     else:  # R-WAE App. G (MUG)
-        add_rwae_fields(config, "gan" if method == "rwae_gan" else "mmd")
+        use_method(config, "rwae", divergence_static="gan" if method == "rwae_gan" else "mmd")
         config.rwae.static_weight, config.rwae.dynamic_weight = (
             (5.0, 60.0) if method == "rwae_gan" else (10.0, 50.0))
         config.rwae.num_actions = 6

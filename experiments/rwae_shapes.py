@@ -18,7 +18,7 @@ Not yet measured on the current data and code (docs/results.md, "Not yet measure
 from __future__ import annotations
 
 from experiments import shapes
-from experiments.base import add_rwae_fields
+from experiments.base import use_method
 
 VARIANTS = shapes.VARIANTS
 
@@ -26,7 +26,7 @@ VARIANTS = shapes.VARIANTS
 def get_config(arg: str | None = None, divergence_static: str = "mmd"):
     config = shapes.get_config(arg)
     learning_rate = config.train.learning_rate
-    add_rwae_fields(config, divergence_static)
+    use_method(config, "rwae", divergence_static=divergence_static)
     config.train.learning_rate = learning_rate
     config.rwae.encoder_learning_rate = learning_rate / 3
     config.rwae.critic_learning_rate = learning_rate / 3

@@ -41,7 +41,7 @@ submodule; the frame decoder reads concat(s, d_t)): they restore only with
 from __future__ import annotations
 
 from experiments import sprites
-from experiments.base import add_rwae_fields, parse_variant
+from experiments.base import parse_variant, use_method
 
 VARIANTS = ("default", "cpu", "smoke")
 
@@ -51,7 +51,7 @@ def get_config(arg: str | None = None, divergence_static: str = "mmd"):
     config = sprites.get_config(variant)
     config.data.num_train = sprites.TRAIN_SEQUENCES
     learning_rate = config.train.learning_rate
-    add_rwae_fields(config, divergence_static)
+    use_method(config, "rwae", divergence_static=divergence_static)
     if variant == "default":
         config.data.batch_size = 60
         config.model.static_dim = 120

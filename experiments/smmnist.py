@@ -30,11 +30,11 @@ far from the paper's; details in docs/results.md ("SM-MNIST: C-DSVAE `:cpu`").
 from __future__ import annotations
 
 from experiments.base import (
-    add_cdsvae_fields,
     base_config,
     parse_variant,
     shrink_to_cpu,
     shrink_to_smoke,
+    use_method,
 )
 
 VARIANTS = ("default", "cpu", "smoke")
@@ -43,7 +43,7 @@ VARIANTS = ("default", "cpu", "smoke")
 def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = base_config()
-    add_cdsvae_fields(config)
+    use_method(config, "cdsvae")
     config.data.name = "smmnist"
     config.data.source_dir = "../shared/data/mnist"
     config.data.channels = 1

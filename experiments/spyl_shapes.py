@@ -13,14 +13,14 @@ Not yet measured on the current data and code (docs/results.md, "Not yet measure
 from __future__ import annotations
 
 from experiments import shapes
-from experiments.base import add_spyl_fields
+from experiments.base import use_method
 
 VARIANTS = shapes.VARIANTS
 
 
 def get_config(arg: str | None = None):
     config = shapes.get_config(arg)
-    add_spyl_fields(config)
+    use_method(config, "spyl")
     config.spyl.reconstruction_weight = 1.0
     config.spyl.reconstruction_reduction = "mean"
     config.spyl.contrastive_weight = 1.0

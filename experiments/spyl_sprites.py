@@ -37,7 +37,7 @@ C-DSVAE `:cpu`: 86.0 %); details in docs/results.md ("C-DSVAE and SPYL on Sprite
 from __future__ import annotations
 
 from experiments import sprites
-from experiments.base import add_spyl_fields, parse_variant, set_cdsvae_code_posterior
+from experiments.base import parse_variant, set_cdsvae_code_posterior, use_method
 
 VARIANTS = ("default", "code", "cpu", "cpu_code", "smoke")
 
@@ -56,7 +56,7 @@ def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config({"code": "default", "cpu_code": "cpu"}.get(variant, variant))
     config.data.num_train = sprites.TRAIN_SEQUENCES
-    add_spyl_fields(config)
+    use_method(config, "spyl")
     epoch = lambda batch: sprites.TRAIN_SEQUENCES // batch
     if variant == "default":
         config.data.batch_size = 100

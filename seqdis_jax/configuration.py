@@ -9,8 +9,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from seqdis_jax import evaluate as evaluate_lib
-from seqdis_jax import models
+from seqdis_jax import evaluators, models
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.errors import UserInputError
 from seqdis_jax.models.dsvae import DYNAMIC_POSTERIORS, MODALITIES
@@ -48,23 +47,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"Unknown method {config.method!r}; config.method must be one of "
             f"{sorted(models.METHODS)}."
         )
-    method = models.get_method(config.method)
-    if hasattr(method, "validate_config"):
-        try:
-            method.validate_config(config)
-        except ValueError as e:
-            raise UserInputError(str(e)) from None
+    try:
+        models.get_method(config.method).validate(config)
+    except ValueError as e:
+        raise UserInputError(str(e)) from None
     if config.data.name not in data_registry.DATASETS:
         raise UserInputError(
             f"Unknown dataset {config.data.name!r}; config.data.name must be one of "
             f"{sorted(data_registry.DATASETS)}."
         )
     unknown = [e for e in config.eval.evaluators if e != "all" and e not in
-               evaluate_lib.EVALUATORS]
+               evaluators.EVALUATORS]
     if unknown:
         raise UserInputError(
             f"Unknown evaluator(s) {unknown}; config.eval.evaluators may hold 'all' or "
-            f"{sorted(evaluate_lib.EVALUATORS)}."
+            f"{sorted(evaluators.EVALUATORS)}."
         )
     modality = config.model.get("modality", "video")
     if modality not in MODALITIES:
@@ -81,11 +78,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value not in allowed:
             raise UserInputError(f"config.model.{field} must be one of {allowed}, got "
                                  f"{value!r}.")
-    if (config.model.get("dynamic_posterior", "lstm") != "lstm"
-            and config.method == "dbse"):
-        raise UserInputError(
-            f"config.model.dynamic_posterior={config.model.dynamic_posterior!r} is the C-DSVAE "
-            f"authors' posterior; {config.method} has its own: set it to 'lstm'.")
     if config.model.compute_dtype not in ("float32", "bfloat16"):
         raise UserInputError(
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "

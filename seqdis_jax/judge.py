@@ -22,8 +22,9 @@ import ml_collections
 import optax
 
 from seqdis_jax.errors import JudgeMismatchError
+from seqdis_jax.models.method import LossInputs, LossOutput, Method
 from seqdis_jax.nn.recurrent import bidirectional_last_states
-from seqdis_jax.nn.video import FrameEncoder, apply_updating_batch_stats
+from seqdis_jax.nn.video import FrameEncoder
 
 Array = jax.Array
 
@@ -78,29 +79,25 @@ def build(config: ml_collections.ConfigDict, dataset: Any) -> Judge:
     )
 
 
-def loss_fn(
-    model: Judge,
-    params: Any,
-    batch_stats: Any,
-    batch: dict[str, Array],
-    rng: Array,
-    config: ml_collections.ConfigDict,
-    train: bool = True,
-    step: Array | None = None,
-) -> tuple[Array, tuple[dict[str, Array], Any]]:
-    """Sum over factors of the softmax cross-entropy (the method interface of `train`)."""
-    del rng, config, step
-    logits, batch_stats = apply_updating_batch_stats(
-        model, params, batch_stats, batch["video"], train)
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """Sum over factors of the softmax cross-entropy; metrics: each factor's and accuracy."""
+    logits, batch_stats = inputs.apply(inputs.x)
     metrics, loss = {}, 0.0
     for name, value in logits.items():
-        labels = batch[name]
+        labels = inputs.batch[name]
         xent = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(value, labels))
         metrics[f"xent_{name}"] = xent
         metrics[f"accuracy_{name}"] = jnp.mean(jnp.argmax(value, -1) == labels)
         loss = loss + xent
     metrics["loss"] = loss
     return loss, (metrics, batch_stats)
+
+
+def as_method(dataset: Any) -> Method:
+    """The judge of `dataset` as a `Method`, so train.py's loop trains it as it trains a
+    model (the standard Adam of `config.train`, which `train.judge_config` sets to the
+    judge's)."""
+    return Method(name="judge", build=lambda config: build(config, dataset), loss=loss_fn)
 
 
 def data_signature(config: ml_collections.ConfigDict, dataset: Any) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Optimisers over groups of parameters, for methods that update their networks in
-alternating phases (R-WAE's critic/encoder steps and decoder/prior steps, App. G Alg. 1-2).
+"""Optimisers: the standard Adam of a config (`adam`), and optimisers over groups of
+parameters, for methods that update their networks in alternating phases (R-WAE's
+critic/encoder steps and decoder/prior steps, App. G Alg. 1-2).
 
 The parameters of a model are a dict of its top-level submodules; `group_of(name)` puts each
 submodule in a group, and every group has its own optax transformation and optimiser state.
 `partitioned(...)` is the `optax.GradientTransformation` whose state is the dict
 {group: state}; its `update` steps every group at once. A phase steps only some groups with
-`update_groups`, inside the jitted train step: the other groups' parameters AND optimiser
+its `update_groups`, inside the jitted train step: the other groups' parameters AND optimiser
 states stay exactly as they were (a zero gradient through Adam would still move a parameter
 by its momentum, which is why the phases do not share one `multi_transform`).
 """
@@ -13,12 +14,27 @@ by its momentum, which is why the phases do not share one `multi_transform`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
+import ml_collections
 import optax
 
 Params = Mapping[str, Any]
+
+
+def adam(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """Adam with `config.train`'s learning rate (cosine-annealed to 0 over the run with
+    `cosine_decay`, as the judges are), betas and optional global-norm clipping: every
+    method's optimiser unless it brings its own (`Method.optimizer`)."""
+    t = config.train
+    learning_rate = t.learning_rate
+    if t.cosine_decay:
+        learning_rate = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
+    tx = optax.adam(learning_rate, b1=t.adam_b1, b2=t.adam_b2)
+    if t.grad_clip_norm > 0:
+        return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), tx)
+    return tx
 
 
 def split_by_group(params: Params, group_of: Callable[[str], str], groups: Sequence[str]
@@ -34,8 +50,24 @@ def split_by_group(params: Params, group_of: Callable[[str], str], groups: Seque
     return split
 
 
+class Partitioned(NamedTuple):
+    """An `optax.GradientTransformation` (its `init` and `update`, which steps every group)
+    that also knows its groups, so a phase can step some of them alone (`update_groups`)."""
+
+    init: optax.TransformInitFn
+    update: optax.TransformUpdateFn
+    transforms: Mapping[str, optax.GradientTransformation]
+    group_of: Callable[[str], str]
+
+    def update_groups(self, active: Sequence[str], grads: Params, opt_state: Mapping[str, Any],
+                      params: Params, scale: Any = 1.0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`update_groups` with this transformation's groups."""
+        return update_groups(self.transforms, self.group_of, active, grads, opt_state, params,
+                             scale)
+
+
 def partitioned(transforms: Mapping[str, optax.GradientTransformation],
-                group_of: Callable[[str], str]) -> optax.GradientTransformation:
+                group_of: Callable[[str], str]) -> Partitioned:
     """One transformation per group of top-level submodules; the state is {group: state}."""
     groups = tuple(transforms)
 
@@ -54,7 +86,7 @@ def partitioned(transforms: Mapping[str, optax.GradientTransformation],
             updates.update(group_updates)
         return updates, new_state
 
-    return optax.GradientTransformation(init, update)
+    return Partitioned(init, update, dict(transforms), group_of)
 
 
 def update_groups(transforms: Mapping[str, optax.GradientTransformation],

@@ -1,13 +1,12 @@
-"""Training: TrainState, create_train_state, train_step, train_and_evaluate.
+"""Training: the fit loop shared by every method and the judge, train_and_evaluate, and the
+judge's and a run's checkpoints restored for evaluation.
 
-A training step is one `jax.jit` function (state, batch, rng) -> (state, metrics) with the
-state buffers donated. The step draws its randomness from `fold_in(rng, state.step)`, so
-a resumed run reproduces the PRNG stream of an uninterrupted one.
+The jitted step and TrainState are train_step.py's (re-exported here). train.py talks to a
+method only through its `Method` (seqdis_jax/models/method.py).
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import sys
@@ -15,27 +14,41 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import chex
-import flax.struct
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from seqdis_jax import checkpointing, machine, models, parallel
-from seqdis_jax import evaluate as evaluate_lib
+from seqdis_jax import checkpointing, evaluators, machine, models, parallel
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.data import registry as data_registry
-from seqdis_jax.data import validation
 from seqdis_jax.data.pipeline import (
     eval_batches,
     process_shard,
     to_global_batch,
     train_iterator,
 )
-from seqdis_jax.errors import MissingCheckpointError, NonFiniteTrainingError, UserInputError
+from seqdis_jax.errors import MissingCheckpointError, UserInputError
 from seqdis_jax.metric_writers import MetricWriter, ProgressLine
+from seqdis_jax.models import LossInputs, Method
+from seqdis_jax.models.dsvae import DSVAE
+from seqdis_jax.train_step import (  # noqa: F401 (the step's API, re-exported)
+    SkipCounter,
+    TrainState,
+    abstract_train_state,
+    all_finite,
+    batch_video_shape,
+    check_batch,
+    create_train_state,
+    gradient_update,
+    interval_means,
+    make_optimizer,
+    make_train_step,
+    sharded_restore_target,
+    skip_non_finite,
+    to_model_batch,
+)
 
 Array = jax.Array
 
@@ -46,237 +59,7 @@ def _log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-
-
-class TrainState(flax.struct.PyTreeNode):
-    """Everything a training step changes; a pytree of arrays that Orbax saves as is."""
-
-    step: Array
-    params: Any
-    batch_stats: Any
-    opt_state: Any
-
-
-def make_optimizer(config: ml_collections.ConfigDict, method: Any = None
-                   ) -> optax.GradientTransformation:
-    """The method's own optimiser when it defines `make_optimizer(config)` (e.g. R-WAE's
-    per-group Adams), else Adam with the config's learning rate (optionally cosine-annealed;
-    optional global-norm clipping)."""
-    if method is not None and hasattr(method, "make_optimizer"):
-        return method.make_optimizer(config)
-    t = config.train
-    learning_rate = t.learning_rate
-    if t.cosine_decay:  # the judges: anneal to 0 over the run
-        learning_rate = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)
-    adam = optax.adam(learning_rate, b1=t.adam_b1, b2=t.adam_b2)
-    if t.grad_clip_norm > 0:
-        return optax.chain(optax.clip_by_global_norm(t.grad_clip_norm), adam)
-    return adam
-
-
-def to_model_batch(batch: dict[str, Any], pixel_scale: float) -> dict[str, Array]:
-    """uint8 video -> float32 in [0, 1) inside the step (host sends 4x fewer bytes)."""
-    video = batch["video"]
-    if jnp.issubdtype(video.dtype, jnp.integer):
-        video = video.astype(jnp.float32) / pixel_scale
-    return {**batch, "video": video}
-
-
-def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) -> None:
-    """Raises one clear error when a host batch does not match what the model was built for
-    or holds non-finite values."""
-    if "video" not in batch:
-        raise UserInputError(f"Batch has no 'video' entry (keys: {sorted(batch)}).")
-    shape = tuple(batch["video"].shape)
-    if shape != tuple(expected_video_shape):
-        raise UserInputError(
-            f"Batch 'video' has shape {shape} but the model was built for "
-            f"{tuple(expected_video_shape)} = (batch_size, T, ...frame); make "
-            "config.data.batch_size and the dataset's frames/size agree with the data."
-        )
-    validation.check_batch_finite(batch)  # float features: one np.isfinite pass on the host
-
-
-def create_train_state(
-    model: Any, tx: optax.GradientTransformation, example_video: Array, rng: Array,
-    out_shardings: Any = None,
-) -> TrainState:
-    """Initialises parameters, BatchNorm statistics and optimizer state (jit-compiled), laid
-    out as `out_shardings` says (a TrainState of shardings; default: one device). Parameters
-    and optimizer state are float32 whatever the compute dtype."""
-
-    def init(rng):
-        params_rng, sample_rng = jax.random.split(rng)
-        variables = model.init(
-            {"params": params_rng, "sample": sample_rng}, example_video, True
-        )
-        params = variables["params"]
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=variables.get("batch_stats", {}),
-            opt_state=tx.init(params),
-        )
-
-    return jax.jit(init, out_shardings=out_shardings)(rng)
-
-
-def gradient_update(
-    method: Any,
-    model: Any,
-    tx: optax.GradientTransformation,
-    config: ml_collections.ConfigDict,
-    state: TrainState,
-    batch: dict[str, Array],
-    rng: Array,
-) -> tuple[TrainState, dict[str, Array]]:
-    """The default update: one gradient of `method.loss_fn` through `tx` for all parameters.
-    A method with alternating phases defines `train_update` with this signature instead."""
-
-    def objective(params):
-        return method.loss_fn(model, params, state.batch_stats, batch, rng, config, True,
-                              step=state.step)
-
-    (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.params
-    )
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {**metrics, "grad_norm": optax.tree.norm(grads)}
-    new_state = state.replace(
-        step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-    )
-    return new_state, metrics
-
-
-def all_finite(tree: Any) -> Array:
-    """True when every element of every leaf is finite (one fused reduction)."""
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
-
-
-def skip_non_finite(old: TrainState, new: TrainState, metrics: dict[str, Array]
-                    ) -> tuple[TrainState, dict[str, Array]]:
-    """The NaN/Inf guard, inside the step: when the loss or the gradient's global norm is not
-    finite (a NaN or Inf anywhere in the gradient makes its norm one), keep `old` (only its
-    step counter advances, so the data order and PRNG stream go on) and report `skipped` = 1.
-    An update without a `grad_norm` metric is checked on its new parameters instead.
-    Checking the two scalars, not every leaf, matters: per-leaf reductions made XLA:CPU
-    compile the step ~10x slower."""
-    checks = [metrics["loss"]] if "loss" in metrics else []
-    checks.append(metrics["grad_norm"] if "grad_norm" in metrics else new.params)
-    finite = all_finite(checks)
-    kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    kept = kept.replace(step=new.step)
-    return kept, {**metrics, "skipped": 1.0 - finite.astype(jnp.float32)}
-
-
-def make_train_step(
-    method: Any,
-    model: Any,
-    tx: optax.GradientTransformation,
-    config: ml_collections.ConfigDict,
-    max_traces: int | None = None,
-    state_sharding: Any = None,
-    batch_sharding: Any = None,
-) -> Callable[[TrainState, dict[str, Array], Array], tuple[TrainState, dict[str, Array]]]:
-    """The jitted training step, donating the state: `method.train_update` when the method
-    defines one, else `gradient_update`, then the NaN/Inf guard (`skip_non_finite`). With
-    shardings (parallel.py), the state and batch keep their layouts across steps and metrics
-    come back replicated. With `max_traces`, a further trace (a recompilation) raises
-    (`chex.assert_max_traces`; tests use it)."""
-    pixel_scale = float(config.data.pixel_scale)
-    update = getattr(method, "train_update", None)
-    if update is None:
-        update = functools.partial(gradient_update, method)
-
-    def train_step(state: TrainState, batch: dict[str, Array], rng: Array):
-        rng = jax.random.fold_in(rng, state.step)
-        batch = to_model_batch(batch, pixel_scale)
-        new_state, metrics = update(model, tx, config, state, batch, rng)
-        return skip_non_finite(state, new_state, metrics)
-
-    if max_traces is not None:
-        train_step = chex.assert_max_traces(train_step, n=max_traces)
-    if state_sharding is None:
-        return jax.jit(train_step, donate_argnums=(0,))
-    replicated = parallel.replicated(batch_sharding.mesh)
-    return jax.jit(train_step, donate_argnums=(0,),
-                   in_shardings=(state_sharding, batch_sharding, replicated),
-                   out_shardings=(state_sharding, replicated))
-
-
-def abstract_train_state(
-    model: Any, tx: optax.GradientTransformation, video_shape: tuple[int, ...]
-) -> TrainState:
-    """Shapes and dtypes of the train state, without allocating it (restore target)."""
-    example = jax.ShapeDtypeStruct(video_shape, jnp.float32)
-    return jax.eval_shape(
-        lambda rng, x: create_train_state(model, tx, x, rng), jax.random.PRNGKey(0), example
-    )
-
-
-def sharded_restore_target(model: Any, tx: optax.GradientTransformation,
-                           video_shape: tuple[int, ...], mesh: jax.sharding.Mesh
-                           ) -> tuple[TrainState, Any]:
-    """(restore target laid out on `mesh`, its shardings): a checkpoint written on any
-    topology (other device count, other hosts) restores onto this one."""
-    abstract = abstract_train_state(model, tx, video_shape)
-    shardings = parallel.state_sharding(mesh, abstract)
-    return parallel.with_sharding(abstract, shardings), shardings
-
-
-def batch_video_shape(config: ml_collections.ConfigDict, dataset: Any) -> tuple[int, ...]:
-    """(B, T, H, W, C) or (B, T, F) of a training batch; refuses data the model cannot take."""
-    shape = tuple(dataset.video_shape)
-    modality = config.model.get("modality", "video")
-    if modality == "video":
-        size = config.data.get("image_size", 64)  # only generated data has the field
-        ok = len(shape) == 4 and shape[1:3] == (size, size) and shape[3] == config.data.channels
-        expected = f"(T, {size}, {size}, config.data.channels={config.data.channels})"
-        fix = "Fix config.data.channels"
-        if "image_size" in config.data:
-            expected += f" (config.data.image_size={size})"
-            fix = "Fix config.data.channels or config.data.image_size"
-    else:
-        ok = len(shape) == 2 and shape[1] == config.data.num_features
-        expected = f"(T, config.data.num_features={config.data.num_features})"
-        fix = "Set config.data.num_features to the dataset's feature count"
-    if not ok:
-        raise UserInputError(
-            f"Dataset {config.data.name!r} has sequences of shape {shape}; the {modality} models "
-            f"need {expected}. {fix} or re-run the dataset's data_prep converter."
-        )
-    return (config.data.batch_size,) + shape
-
-
-class _SkipCounter:
-    """Host-side bookkeeping of the guard's `skipped` flags: totals and the current streak."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.total = 0
-        self.streak = 0
-
-    def update(self, flags: list[float], last_step: int, checkpoint_dir: str,
-               last_good_checkpoint: int | None) -> None:
-        for flag in flags:
-            self.streak = self.streak + 1 if flag else 0
-            self.total += int(flag)
-            if self.streak >= self.limit:
-                kept = (f"the last checkpoint, step {last_good_checkpoint}, in {checkpoint_dir} "
-                        "holds the last good parameters" if last_good_checkpoint is not None
-                        else "no checkpoint was written")
-                raise NonFiniteTrainingError(
-                    f"{self.streak} consecutive steps up to step {last_step} had a non-finite "
-                    f"loss or gradient and were skipped (config.train.max_skips="
-                    f"{self.limit}); training stopped and {kept}. Lower "
-                    "config.train.learning_rate or set config.train.grad_clip_norm, then run "
-                    "the same command to resume.")
-
-
-def make_validation_fn(method: Any, model: Any, config: ml_collections.ConfigDict,
+def make_validation_fn(method: Method, model: nn.Module, config: ml_collections.ConfigDict,
                        dataset: Any, batch_keys: tuple[str, ...], mesh: jax.sharding.Mesh,
                        abstract_state: TrainState) -> Callable[[TrainState], dict[str, float]]:
     """state -> the method's loss terms (eval mode, fixed noise) averaged over the first
@@ -292,9 +75,9 @@ def make_validation_fn(method: Any, model: Any, config: ml_collections.ConfigDic
 
     @jax.jit
     def losses(state, batch):
-        out = method.loss_fn(model, state.params, state.batch_stats,
-                             to_model_batch(batch, pixel_scale), jax.random.PRNGKey(0),
-                             config, False, step=state.step)
+        out = method.loss(LossInputs(model, state.params, state.batch_stats,
+                                     to_model_batch(batch, pixel_scale), jax.random.PRNGKey(0),
+                                     config, False, state.step))
         return out[1][0]
 
     if not batches:
@@ -314,8 +97,8 @@ def make_validation_fn(method: Any, model: Any, config: ml_collections.ConfigDic
 
 
 def _fit(
-    method: Any,
-    model: Any,
+    method: Method,
+    model: nn.Module,
     config: ml_collections.ConfigDict,
     train_data: Any,
     workdir: str,
@@ -323,6 +106,7 @@ def _fit(
     on_log: Callable[[int, Any], dict[str, Any]] | None = None,
     validation_data: Any = None,
     validate: Callable[[TrainState], dict[str, float]] | None = None,
+    record_machine: bool = True,
 ) -> tuple[TrainState, float]:
     """The training loop shared by every method and the judge.
 
@@ -334,8 +118,9 @@ def _fit(
     steps and at the end (ranked by `config.train.best_metric` on `validation_data` when set).
     `on_log(step, state)` may return extra scalars (e.g. mutual-information curves) that are
     logged under the split 'eval'. `validate(state)`, when given, replaces the loss-based
-    validation as the metrics that rank checkpoints. Returns the final state and the training
-    wall time.
+    validation as the metrics that rank checkpoints. `record_machine`: append the machine to
+    `workdir`'s machine.jsonl (a method's run; not the judge's). Returns the final state and
+    the training wall time.
     """
     t = config.train
     tx = make_optimizer(config, method)
@@ -366,7 +151,7 @@ def _fit(
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng,
                                    out_shardings=state_sharding)
-    if method is not judge_lib:
+    if record_machine:
         machine.record_start(workdir, int(state.step))
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     _log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
@@ -377,7 +162,7 @@ def _fit(
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     start_step = int(state.step)
     progress = ProgressLine(t.num_steps, start_step, enabled=jax.process_index() == 0)
-    skips = _SkipCounter(t.get("max_skips", 10))
+    skips = SkipCounter(t.get("max_skips", 10))
     last_checkpoint = manager.latest_step()
     pending: list[dict[str, Array]] = []
     checked = 0  # entries of `pending` whose skip flags the host has seen
@@ -396,7 +181,7 @@ def _fit(
             skips.update(flags, step, manager.directory, last_checkpoint)
         if log_now:
             # One host transfer per log interval: the mean over the steps the guard kept.
-            means = _interval_means(jax.device_get(pending))
+            means = interval_means(jax.device_get(pending))
             pending, checked = [], 0
             steps_per_sec = progress.update(step, means)
             writer.write(step, {**means, "skipped_total": skips.total,
@@ -416,14 +201,6 @@ def _fit(
     skipped = f" ({skips.total} skipped by the NaN/Inf guard)" if skips.total else ""
     _log(f"Trained {int(state.step) - start_step} steps{skipped} in {train_seconds:.1f}s.")
     return state, train_seconds
-
-
-def _interval_means(interval: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Mean of each metric over the interval's kept steps; `skipped` is the skipped count."""
-    kept = [m for m in interval if not m["skipped"]]
-    means = {k: float(np.mean([m[k] for m in kept])) if kept else float("nan")
-             for k in interval[0] if k != "skipped"}
-    return {**means, "skipped": float(len(interval) - len(kept))}
 
 
 def _save(manager, step: int, state: TrainState, data_iter: Any,
@@ -452,8 +229,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state, train_seconds = _fit(method, model, config, train_data, workdir, ("video",), on_log,
                                 validation_data, validate)
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
-    results = evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
-                                          judge_loader=restore_judge)
+    results = evaluators.run_evaluators(config, workdir, model, state, eval_rng,
+                                        judge_loader=restore_judge)
     results["train_seconds"] = train_seconds
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     scalars = {k: v for k, v in results.items() if isinstance(v, (int, float))}
@@ -462,18 +239,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return results
 
 
-def training_curves(config: ml_collections.ConfigDict, model: Any
+def training_curves(config: ml_collections.ConfigDict, model: DSVAE
                     ) -> tuple[Callable[[int, Any], dict[str, float]] | None,
                                Callable[[TrainState], dict[str, float]] | None]:
     """(on_log, validate) for `_fit`: on_log logs the MWS mutual informations every
-    `eval.mi_every` steps and the judged generation accuracy (`evaluate.make_judge_curve`)
+    `eval.mi_every` steps and the judged generation accuracy (`evaluators.make_judge_curve`)
     every `eval.judge_every` steps; validate is that judged accuracy when
     `train.best_metric` names one of its keys (checkpoints are then ranked by it), else None.
     Both curves are computed once per step however often they are asked for."""
     t, e = config.train, config.eval
     mi_every, judge_every = e.get("mi_every", 0), e.get("judge_every", 0)
     best_metric = t.get("best_metric", "")
-    ranks_by_judge = best_metric.startswith(evaluate_lib.JUDGE_CURVE_PREFIX + "/")
+    ranks_by_judge = best_metric.startswith(evaluators.JUDGE_CURVE_PREFIX + "/")
     for name, every in (("mi_every", mi_every), ("judge_every", judge_every)):
         if not isinstance(every, int) or every < 0 or (every and every % t.log_every):
             raise UserInputError(
@@ -483,11 +260,11 @@ def training_curves(config: ml_collections.ConfigDict, model: Any
         raise UserInputError(
             f"config.train.best_metric={best_metric!r} is an accuracy: set "
             "config.train.best_mode=max.")
-    mi_curve = evaluate_lib.make_mi_curve(config, model) if mi_every else None
+    mi_curve = evaluators.make_mi_curve(config, model) if mi_every else None
     judge_curve = None
     if judge_every or ranks_by_judge:
         test_data = data_registry.load(config.data, "test")
-        judge_curve = _once_per_step(evaluate_lib.make_judge_curve(
+        judge_curve = _once_per_step(evaluators.make_judge_curve(
             config, model, test_data, lambda: restore_judge(config, test_data)))
     if ranks_by_judge and best_metric not in judge_curve.names:
         raise UserInputError(
@@ -541,11 +318,12 @@ def train_judge(config: ml_collections.ConfigDict) -> dict[str, Any]:
         judge_lib.check_compatible(existing, config, train_data, judge_dir)
     os.makedirs(judge_dir, exist_ok=True)
     jc = judge_config(config)
-    model = judge_lib.build(config, train_data)
+    method = judge_lib.as_method(train_data)
+    model = method.build(config)
     keys = ("video",) + tuple(name for name, _ in judge_lib.factors_of(train_data))
-    state, seconds = _fit(judge_lib, model, jc, train_data, judge_dir, keys)
+    state, seconds = _fit(method, model, jc, train_data, judge_dir, keys, record_machine=False)
     test_data = data_registry.load(config.data, "test")
-    accuracy = evaluate_lib.judge_accuracy(
+    accuracy = evaluators.judge_accuracy(
         config, model, {"params": state.params, "batch_stats": state.batch_stats}, test_data
     )
     metadata = judge_lib.data_signature(config, train_data) | {
@@ -562,7 +340,7 @@ def train_judge(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 def restore_judge(
     config: ml_collections.ConfigDict, dataset: Any
-) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+) -> tuple[judge_lib.Judge, dict[str, Any], dict[str, Any]]:
     """(judge module, variables, judge.json) from `config.judge.workdir`; trains the judge
     first when it is missing and `config.judge.train_if_missing` is set."""
     judge_dir = os.path.abspath(config.judge.workdir)
@@ -589,7 +367,7 @@ def restore_judge(
 
 
 def restore_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                       checkpoint: str | int = "latest") -> tuple[Any, TrainState, int]:
+                       checkpoint: str | int = "latest") -> tuple[DSVAE, TrainState, int]:
     """(model, train state, latest step) of a checkpoint of `workdir`: 'latest', 'best' (the
     kept checkpoint Orbax ranks best by the run's `train.best_metric`) or a step."""
     method = models.get_method(config.method)
@@ -634,8 +412,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
     step = int(state.step)
     results_file = "metrics.json" if step == latest else f"metrics_step{step}.json"
-    return evaluate_lib.run_evaluators(config, workdir, model, state, eval_rng,
-                                       judge_loader=restore_judge, results_file=results_file)
+    return evaluators.run_evaluators(config, workdir, model, state, eval_rng,
+                                     judge_loader=restore_judge, results_file=results_file)
 
 
 def _checkpoint_step(manager: Any, checkpoint: str | int, best_metric: str) -> int:

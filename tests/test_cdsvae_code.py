@@ -14,7 +14,7 @@ from method_testing import smoke_config, train_on_fixed_batch
 
 from experiments import cdsvae_shapes, cdsvae_sprites, spyl_sprites
 from seqdis_jax import configuration, errors, estimators
-from seqdis_jax.models import dsvae
+from seqdis_jax.models import LossInputs, dsvae
 
 KEY = jax.random.PRNGKey(0)
 
@@ -225,9 +225,9 @@ def test_losses_pass_their_mws_estimator(method, monkeypatch):
     from method_testing import setup
 
     _, model, _, batch, state = setup(config)
-    jax.eval_shape(lambda: models.get_method(config.method).loss_fn(  # traced, not run
+    jax.eval_shape(lambda: models.get_method(config.method).loss(LossInputs(  # traced only
         model, state.params, state.batch_stats, {"video": jnp.asarray(batch["video"]) / 255.0},
-        KEY, config, train=True))
+        KEY, config, train=True)))
     assert seen == ["per_frame_code"]
 
 

@@ -16,6 +16,7 @@ from method_testing import (
 from experiments import cdsvae_shapes, spyl_shapes
 from seqdis_jax import configuration
 from seqdis_jax.errors import UserInputError
+from seqdis_jax.models import LossInputs
 
 
 def _config(module, **overrides):
@@ -66,9 +67,9 @@ def test_warmup_switches_the_contrastive_terms_on_at_the_given_step():
     config = _config(spyl_shapes, spyl__contrastive_warmup_steps=10)
     method, model, _, batch, state = setup(config)
     x = {"video": batch["video"].astype(np.float32) / 255.0}
-    loss_at = lambda step: method.loss_fn(model, state.params, state.batch_stats, x,
-                                          jax.random.PRNGKey(5), config, True,
-                                          step=jnp.array(step))
+    loss_at = lambda step: method.loss(LossInputs(model, state.params, state.batch_stats, x,
+                                                  jax.random.PRNGKey(5), config, True,
+                                                  jnp.array(step)))
     early, (m, _) = loss_at(9)
     late, _ = loss_at(10)
     c = config.spyl
@@ -89,8 +90,8 @@ def test_batch_summed_reconstruction_scales_by_the_batch():
     losses = {}
     for reduction in ("sum", "mean"):
         config.spyl.reconstruction_reduction = reduction
-        losses[reduction], (m, _) = method.loss_fn(model, state.params, state.batch_stats, x,
-                                                   jax.random.PRNGKey(5), config, False)
+        losses[reduction], (m, _) = method.loss(LossInputs(
+            model, state.params, state.batch_stats, x, jax.random.PRNGKey(5), config, False))
     extra = (6 - 1) * config.spyl.reconstruction_weight * m["reconstruction"]
     np.testing.assert_allclose(float(losses["sum"] - losses["mean"]), float(extra), rtol=1e-5)
 
@@ -114,5 +115,5 @@ def test_bad_method_settings_are_refused_with_the_fix(module, key, value, messag
 def test_a_method_config_without_its_section_is_refused():
     config = spyl_shapes.get_config("smoke")
     del config["spyl"]
-    with pytest.raises(UserInputError, match="add_spyl_fields"):
+    with pytest.raises(UserInputError, match=r"get_method\('spyl'\)\.configure\(config\)"):
         configuration.validate(config)

@@ -12,7 +12,7 @@ from experiments import dbse_shapes
 from seqdis_jax import configuration
 from seqdis_jax.data import shapes
 from seqdis_jax.errors import UserInputError
-from seqdis_jax.models import dbse
+from seqdis_jax.models import LossInputs, dbse
 
 BATCH = 4
 T = 8
@@ -140,8 +140,9 @@ def test_feature_subtraction_is_the_authors_bidirectional_posterior():
     assert np.all(np.abs(np.asarray(samples)[:, 0]).max(axis=-1) > 0)
 
     # The anchor's reconstruction term decodes (s, d_a) with the sampled d_a.
-    _, (metrics, _) = dbse.loss_fn(model, variables["params"], variables["batch_stats"],
-                                   {"video": X}, RNG, config, train=False)
+    _, (metrics, _) = dbse.loss_fn(LossInputs(model, variables["params"],
+                                              variables["batch_stats"], {"video": X}, RNG,
+                                              config, train=False))
     full = jax.device_get(model.apply(variables, X, False, rngs={"sample": RNG}))
     decode = lambda d: np.asarray(model.apply(variables, jnp.asarray(full["s"]), jnp.asarray(d),
                                               False, method=model.decode))
@@ -181,8 +182,9 @@ def test_loss_matches_numpy_and_each_switch_changes_exactly_its_term():
         c = config.copy_and_resolve_references()
         for key, value in overrides.items():
             c.dbse[key] = value
-        value, (metrics, _) = dbse.loss_fn(model, variables["params"], variables["batch_stats"],
-                                           {"video": X}, RNG, c, train=False)
+        value, (metrics, _) = dbse.loss_fn(LossInputs(model, variables["params"],
+                                                      variables["batch_stats"], {"video": X},
+                                                      RNG, c, train=False))
         return float(value), jax.device_get(metrics)
 
     paper, m = loss()
@@ -236,7 +238,7 @@ def test_bad_switches_are_refused_with_the_fix(key, value, message):
 def test_a_config_without_the_dbse_section_is_refused():
     config = dbse_shapes.get_config("smoke")
     del config["dbse"]
-    with pytest.raises(UserInputError, match="add_dbse_fields"):
+    with pytest.raises(UserInputError, match=r"get_method\('dbse'\)\.configure\(config\)"):
         configuration.validate(config)
 
 
@@ -252,8 +254,8 @@ def test_separate_anchor_decode_is_a_second_decoder_call_with_its_own_batch_norm
     def loss(anchor_decode, train):
         c = config.copy_and_resolve_references()
         c.dbse.anchor_decode = anchor_decode
-        _, (metrics, new_stats) = dbse.loss_fn(model, params, stats, {"video": X}, RNG, c,
-                                               train=train)
+        _, (metrics, new_stats) = dbse.loss_fn(LossInputs(model, params, stats, {"video": X},
+                                                          RNG, c, train=train))
         return jax.device_get(metrics), new_stats
 
     shared_eval, _ = loss("shared", False)

@@ -9,6 +9,7 @@ import pytest
 from seqdis_jax import checkpointing, models, train
 from seqdis_jax.data import shapes
 from seqdis_jax.errors import UserInputError
+from seqdis_jax.models import LossInputs
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,9 @@ def test_loss_terms_match_numpy(setup):
     rng = jax.random.PRNGKey(4)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     out = jax.device_get(model.apply(variables, x, False, rngs={"sample": rng}))
-    loss, (metrics, _) = method.loss_fn(
+    loss, (metrics, _) = method.loss(LossInputs(
         model, state.params, state.batch_stats, {"video": x}, rng, config, train=False
-    )
+    ))
     recon = np.mean(np.sum((out["reconstruction"] - x) ** 2, axis=(1, 2, 3, 4)))
     var_s = np.exp(out["s_logvar"])
     kl_s = np.mean(np.sum(0.5 * (var_s + out["s_mean"] ** 2 - 1 - out["s_logvar"]), -1))

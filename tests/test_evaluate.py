@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import shapes as shapes_config
-from seqdis_jax import errors, evaluate, judge, metrics, train
+from seqdis_jax import errors, evaluators, judge, metrics, train
 from seqdis_jax.data import pipeline, registry
 
 
@@ -23,38 +23,38 @@ def _shapes_test_set():
 
 def test_all_expands_to_what_the_labels_allow():
     _, dataset = _shapes_test_set()
-    everything = evaluate.select_evaluators(("all",), dataset)
-    assert set(everything) == set(evaluate.EVALUATORS)
+    everything = evaluators.select_evaluators(("all",), dataset)
+    assert set(everything) == set(evaluators.EVALUATORS)
     unlabelled = dataclasses.replace(dataset, static_factors=(), dynamic_factors=())
-    assert set(evaluate.select_evaluators(("all",), unlabelled)) == {
+    assert set(evaluators.select_evaluators(("all",), unlabelled)) == {
         "reconstruction", "grids", "mutual_information", "downstream"}
     static_only = dataclasses.replace(dataset, dynamic_factors=())
-    assert set(evaluate.select_evaluators(("all",), static_only)) == set(evaluate.EVALUATORS)
+    assert set(evaluators.select_evaluators(("all",), static_only)) == set(evaluators.EVALUATORS)
     dynamic_only = dataclasses.replace(dataset, static_factors=())  # e.g. Jester
-    assert set(evaluate.select_evaluators(("all",), dynamic_only)) == set(
-        evaluate.EVALUATORS) - {"verification_eer"}
+    assert set(evaluators.select_evaluators(("all",), dynamic_only)) == set(
+        evaluators.EVALUATORS) - {"verification_eer"}
 
 
 def test_judged_generation_is_for_video_only():
     _, dataset = _shapes_test_set()
     for modality in ("speech", "series"):
-        selected = evaluate.select_evaluators(("all",), dataset, modality)
-        assert set(selected) == set(evaluate.EVALUATORS) - {"judge_generation", "judge_swap"}
+        selected = evaluators.select_evaluators(("all",), dataset, modality)
+        assert set(selected) == set(evaluators.EVALUATORS) - {"judge_generation", "judge_swap"}
         for name in ("judge_generation", "judge_swap"):
             with pytest.raises(ValueError, match=f"'{name}' applies to \\['video'\\]"):
-                evaluate.select_evaluators((name,), dataset, modality)
+                evaluators.select_evaluators((name,), dataset, modality)
 
 
 def test_an_evaluator_needing_a_missing_label_is_refused_by_name():
     _, dataset = _shapes_test_set()
     dynamic_only = dataclasses.replace(dataset, static_factors=())
     with pytest.raises(errors.MissingLabelError, match="'verification_eer' needs a static"):
-        evaluate.select_evaluators(("verification_eer",), dynamic_only)
+        evaluators.select_evaluators(("verification_eer",), dynamic_only)
     unlabelled = dataclasses.replace(dataset, static_factors=(), dynamic_factors=())
     with pytest.raises(errors.MissingLabelError, match="'latent_classification' needs a"):
-        evaluate.select_evaluators(("latent_classification",), unlabelled)
+        evaluators.select_evaluators(("latent_classification",), unlabelled)
     with pytest.raises(ValueError, match="Unknown evaluator"):
-        evaluate.select_evaluators(("fid",), dataset)
+        evaluators.select_evaluators(("fid",), dataset)
 
 
 def test_judge_for_other_data_is_refused(tmp_path):
@@ -114,10 +114,10 @@ def test_speech_verification_averages_each_utterance_first():
                                dynamic_factors=(), num_classes={"speaker": speakers},
                                group="utterance")
     codes = {"s_mean": s, "d_mean": d, "speaker": speaker, "utterance": utterance}
-    ctx = evaluate.EvalContext(config=None, workdir="", model=None, variables={},
+    ctx = evaluators.EvalContext(config=None, workdir="", model=None, variables={},
                                dataset=dataset, rng=None, _codes=codes)
-    grouped = evaluate.verification_eer(ctx)
-    ungrouped = evaluate.verification_eer(
+    grouped = evaluators.verification_eer(ctx)
+    ungrouped = evaluators.verification_eer(
         dataclasses.replace(ctx, dataset=dataclasses.replace(dataset, group=None)))
     assert grouped["eer/static"] < ungrouped["eer/static"]
     assert grouped["eer/static"] < 0.1
@@ -179,7 +179,7 @@ def _stand_in_context(**eval_fields):
         eval=dict(batch_size=16, limit=40, judge_repeats=2, **eval_fields)))
     metadata = {"test_accuracy": {"motion": 1.0, "color": 1.0}}
     model = _StandInModel()
-    ctx = evaluate.EvalContext(
+    ctx = evaluators.EvalContext(
         config=config, workdir="", model=model, variables={}, dataset=dataset,
         rng=jax.random.PRNGKey(0), judge_loader=lambda: (_StandInJudge, {}, metadata))
     softmax = lambda z: np.exp(z) / np.exp(z).sum(1, keepdims=True)
@@ -205,7 +205,7 @@ def test_judge_generation_without_balancing_scores_every_sequence():
     """k = 0 (and configs without the new fields) keep the former results: every metric over
     every scored sequence, under the former names."""
     ctx, probs = _stand_in_context(judge_balanced_per_class=0, judge_limit=0)
-    results = evaluate.judge_generation(ctx)
+    results = evaluators.judge_generation(ctx)
     for prefix, name, labels in _FACTORS:
         want = _authors_is_and_entropies(probs[name])
         want["accuracy"] = np.mean(probs[name].argmax(1) == labels)
@@ -215,7 +215,7 @@ def test_judge_generation_without_balancing_scores_every_sequence():
     assert not [k for k in results if "balanced" in k]
     assert results["judge/num_sequences"] == 40
     old_ctx, _ = _stand_in_context()  # a config from before the fields existed
-    assert evaluate.judge_generation(old_ctx) == results
+    assert evaluators.judge_generation(old_ctx) == results
 
 
 @pytest.mark.parametrize("per_class, used", [(-1, {"motion": 8, "color": 15}),
@@ -224,7 +224,7 @@ def test_judge_generation_balances_is_and_entropies_per_class(per_class, used):
     """IS, H(y|x), H(y) on the first k sequences of each class of the judged factor's labels
     (`*_balanced`); accuracy over every scored sequence, as the authors' code does."""
     ctx, probs = _stand_in_context(judge_balanced_per_class=per_class)
-    results = evaluate.judge_generation(ctx)
+    results = evaluators.judge_generation(ctx)
     for prefix, name, labels in _FACTORS:
         k = used[name]
         index = np.sort(np.concatenate([np.flatnonzero(labels == c)[:k] for c in range(3)]))
@@ -242,7 +242,7 @@ def test_judge_generation_balances_is_and_entropies_per_class(per_class, used):
 def test_judge_generation_refuses_a_class_too_small_before_generating():
     ctx, _ = _stand_in_context(judge_balanced_per_class=10, judge_limit=None)
     with pytest.raises(metrics.ClassTooSmallError) as error:
-        evaluate.judge_generation(ctx)
+        evaluators.judge_generation(ctx)
     assert str(error.value) == (
         "config.eval.judge_balanced_per_class=10 takes 10 sequences of each 'motion' class from "
         "every test sequence, but 1 of the 3 classes have fewer than 10 sequences (class: count "
@@ -253,14 +253,14 @@ def test_judge_generation_refuses_a_class_too_small_before_generating():
                           ({"judge_limit": -1}, "judge_limit must be None")):
         bad, _ = _stand_in_context(**fields)
         with pytest.raises(ValueError, match=match):
-            evaluate.judge_generation(bad)
+            evaluators.judge_generation(bad)
 
 
 def test_judge_limit_is_separate_from_eval_limit():
     for judge_limit, eval_limit, scored in ((0, 24, 24), (None, 24, 40), (16, None, 16)):
         ctx, _ = _stand_in_context(judge_limit=judge_limit)
         ctx.config.eval.limit = eval_limit
-        assert evaluate.judge_generation(ctx)["judge/num_sequences"] == scored
+        assert evaluators.judge_generation(ctx)["judge/num_sequences"] == scored
 
 
 def test_sprites_configs_use_the_authors_protocol_on_every_test_sequence():
@@ -272,7 +272,7 @@ def test_sprites_configs_use_the_authors_protocol_on_every_test_sequence():
         assert config.eval.judge_limit is None
     assert sprites.get_config("cpu").eval.limit == 1000  # latent evaluators stay at 1000
     smoke = sprites.get_config("smoke")  # small, and runs the balanced path in the smoke tests
-    assert evaluate.judge_limit(smoke) == smoke.eval.limit == 16
+    assert evaluators.judge_limit(smoke) == smoke.eval.limit == 16
     assert smoke.eval.judge_balanced_per_class == metrics.SMALLEST_CLASS
     assert shapes_config.get_config().eval.judge_balanced_per_class == 0  # others unchanged
 
@@ -286,7 +286,7 @@ def test_judge_curve_scores_an_evenly_spread_subset():
     curve's accuracies are the closed-form predictions' on its subset of sequences."""
     ctx, probs = _stand_in_context()
     ctx.config.eval.judge_curve_sequences = 10
-    curve = evaluate.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
+    curve = evaluators.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
     state = types.SimpleNamespace(params={}, batch_stats={}, step=0)
     values = curve(state)
     index = np.linspace(0, 39, 10).astype(int)
@@ -301,14 +301,14 @@ def test_judge_curve_scores_an_evenly_spread_subset():
     assert sorted(curve.names) == sorted(values)
     ctx.config.eval.judge_curve_sequences = 0
     with pytest.raises(ValueError, match="judge_curve_sequences must be a positive count"):
-        evaluate.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
+        evaluators.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
 
 
 def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
     """The stand-in judges motion from d and colour from s, so swapping real codes scores the
     closed-form predictions: sequence i's own motion, its partner i + N/2's colour."""
     ctx, probs = _stand_in_context()
-    results = evaluate.judge_swap(ctx)
+    results = evaluators.judge_swap(ctx)
     partner = (np.arange(40) + 20) % 40
     assert results["swap/num_sequences"] == 40
     assert results["swap/motion/accuracy"] == pytest.approx(
@@ -319,7 +319,7 @@ def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
 
 
 def test_swap_pairs_differ_in_the_most_static_labels():
-    from seqdis_jax.evaluate import _swap_pairs
+    from seqdis_jax.evaluators.grids import _swap_pairs
 
     shape = np.array([1, 1, 2, 2, 0, 0, 2, 2])
     color = np.array([3, 3, 0, 0, 5, 4, 5, 3])

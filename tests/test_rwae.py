@@ -12,7 +12,7 @@ from method_testing import setup, smoke_config, train_on_fixed_batch
 from experiments import rwae_gan_shapes, rwae_shapes
 from seqdis_jax import configuration, optim, train
 from seqdis_jax.errors import UserInputError
-from seqdis_jax.models import rwae
+from seqdis_jax.models import LossInputs, rwae
 
 
 def _config(module=rwae_shapes, **overrides):
@@ -72,7 +72,7 @@ def test_one_backward_pass_gives_each_player_its_own_gradient(module):
     rng = jax.random.PRNGKey(7)
 
     def parts(params):
-        return rwae.objectives(model, params, state.batch_stats, batch, rng, config)
+        return rwae.objectives(LossInputs(model, params, state.batch_stats, batch, rng, config))
 
     grads = jax.jit(lambda p: (jax.grad(lambda q: parts(q)[0] + parts(q)[1])(p),
                                jax.grad(lambda q: parts(q)[0])(p),

@@ -10,7 +10,7 @@ import pytest
 from method_testing import contrastive_gradients, setup, smoke_config, squared_norm
 
 from experiments import spyl_shapes
-from seqdis_jax.models import spyl
+from seqdis_jax.models import LossInputs, spyl
 
 TAU = 0.5
 
@@ -143,9 +143,9 @@ def test_warmup_keeps_only_the_bank_batch_norm_updates(monkeypatch):
         return bank, after
 
     monkeypatch.setattr(spyl, "code_bank", recording_bank)
-    stats_at = lambda step: method.loss_fn(model, state.params, state.batch_stats, x,
-                                           jax.random.PRNGKey(5), config, True,
-                                           step=jnp.array(step))[1][1]
+    stats_at = lambda step: method.loss(LossInputs(model, state.params, state.batch_stats, x,
+                                                   jax.random.PRNGKey(5), config, True,
+                                                   jnp.array(step)))[1][1]
     warm = stats_at(9)
     (before_bank, after_bank), = seen
     active = stats_at(10)

@@ -32,6 +32,7 @@ static posterior's bidirectional LSTM outputs, `recurrent.RNNDynamicPosterior`),
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -41,17 +42,32 @@ import ml_collections
 from seqdis_jax import estimators
 from seqdis_jax.data import augment
 from seqdis_jax.models import dsvae
-from seqdis_jax.nn.video import apply_updating_batch_stats
+from seqdis_jax.models.method import LossInputs, LossOutput, Method, loss_output
 
 Array = jax.Array
 
 BATCH_NORM_VIEWS = ("separate", "joint")
 
-build = dsvae.build
+
+def default_config() -> ml_collections.ConfigDict:
+    """`config.cdsvae`, with the paper's values (eq. 6, App. A.5, C.2) as defaults."""
+    c = ml_collections.ConfigDict()
+    c.contrastive_weight = 1.0  # beta of eq. (6) (App. C.2: 1.0 on Sprites)
+    c.mi_static_dynamic_weight = 1.0  # gamma of eq. (6)
+    c.temperature = 0.5  # tau of phi(u, v) = exp(cos(u, v) / tau)
+    c.content_reverse_probability = 0.5  # content view: reverse time, else a random order
+    c.motion_augmentation = True  # False: no motion view and no I(d; x) term (e.g. audio)
+    c.motion = ml_collections.ConfigDict(
+        dataclasses.asdict(augment.MotionAugmentationConfig()))
+    c.batch_norm_views = "separate"  # or "joint": x and its views in one BatchNorm batch
+    # I(s; d) of eq. (6): "sequence" (App. A.3 eq. 13) or "per_frame_code" (the authors' code:
+    # per frame, std = exp(logvar), + log(B N) inside a ReLU).
+    c.mws_estimator = "sequence"
+    return c
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
+    """C-DSVAE's checks (`Method.checks`); ValueError names the fix."""
     c = dsvae.check_method_section(config, "cdsvae", batch_minimum=2)
     if c.batch_norm_views not in BATCH_NORM_VIEWS:
         raise ValueError(f"config.cdsvae.batch_norm_views must be one of {BATCH_NORM_VIEWS}, "
@@ -69,55 +85,43 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError("config.cdsvae.content_reverse_probability must be in [0, 1].")
 
 
-def encode_views(
-    model: dsvae.DSVAE, params: Any, batch_stats: Any, x: Array, views: list[Array],
-    rng: Array, batch_norm_views: str, train: bool,
-) -> tuple[dict[str, Array], list[dict[str, Array]], Any]:
+def encode_views(inputs: LossInputs, views: list[Array], rng: Array, batch_norm_views: str
+                 ) -> tuple[dict[str, Array], list[dict[str, Array]], Any]:
     """Full pass on x (posterior, prior, reconstruction) and the posteriors of the views.
 
     `separate`: one apply per input, so each gets its own BatchNorm batch statistics (the
     authors' separate `model(...)` calls). `joint`: x and the views share one encoder pass.
     Returns (output of x, posteriors of the views, updated batch_stats).
     """
-    rngs = lambda i: {"sample": jax.random.fold_in(rng, i)}
-    apply = lambda stats, inputs, i, method: apply_updating_batch_stats(
-        model, params, stats, inputs, train, rngs=rngs(i), method=method)
+    x, model = inputs.x, inputs.model
+    rng_of = lambda i: jax.random.fold_in(rng, i)
     if batch_norm_views == "separate":
-        out, batch_stats = apply(batch_stats, x, 0, None)
+        out, batch_stats = inputs.apply(x, rng_of(0))
         posteriors = []
         for i, view in enumerate(views):
-            posterior, batch_stats = apply(batch_stats, view, i + 1, model.encode)
+            posterior, batch_stats = inputs.apply(view, rng_of(i + 1), batch_stats, model.encode)
             posteriors.append(posterior)
         return out, posteriors, batch_stats
-    joint, batch_stats = apply(batch_stats, jnp.concatenate([x, *views], axis=0), 0,
-                               model.encode)
+    joint, batch_stats = inputs.apply(jnp.concatenate([x, *views], axis=0), rng_of(0),
+                                      method=model.encode)
     parts = [jax.tree.map(lambda a, i=i: a[i * x.shape[0]:(i + 1) * x.shape[0]], joint)
              for i in range(len(views) + 1)]
-    out, batch_stats = apply(batch_stats, parts[0], len(views) + 1, model.reconstruct)
+    out, batch_stats = inputs.apply(parts[0], rng_of(len(views) + 1), batch_stats,
+                                    model.reconstruct)
     return out, parts[1:], batch_stats
 
 
-def loss_fn(
-    model: dsvae.DSVAE,
-    params: Any,
-    batch_stats: Any,
-    batch: dict[str, Array],
-    rng: Array,
-    config: ml_collections.ConfigDict,
-    train: bool = True,
-    step: Array | None = None,
-) -> tuple[Array, tuple[dict[str, Array], Any]]:
-    """C-DSVAE eq. (6) as a loss; returns (loss, (metrics, new batch_stats))."""
-    del step  # no schedule
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """C-DSVAE eq. (6) as a loss; metrics: its terms."""
+    config, x = inputs.config, inputs.x
     c = config.cdsvae
-    x = batch["video"]
-    content_rng, motion_rng, model_rng = jax.random.split(rng, 3)
+    content_rng, motion_rng, model_rng = jax.random.split(inputs.rng, 3)
     views = [augment.content_augmentation(content_rng, x, c.content_reverse_probability)]
     if c.motion_augmentation:
         motion = augment.MotionAugmentationConfig(**c.motion.to_dict())
         views.append(augment.motion_augmentation(motion_rng, x, motion))
-    out, view_posteriors, batch_stats = encode_views(
-        model, params, batch_stats, x, views, model_rng, c.batch_norm_views, train)
+    out, view_posteriors, batch_stats = encode_views(inputs, views, model_rng,
+                                                     c.batch_norm_views)
 
     recon = dsvae.output_reconstruction_error(x, out)
     kl_s, kl_d = dsvae.kl_terms(out)
@@ -132,6 +136,10 @@ def loss_fn(
                                       c.get("mws_estimator", "sequence"))
     loss = (recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
             - c.contrastive_weight * (mi_s_x + mi_d_x) + c.mi_static_dynamic_weight * mi_s_d)
-    metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d,
-                   contrastive_mi_s_x=mi_s_x, contrastive_mi_d_x=mi_d_x, mws_mi_s_d=mi_s_d)
-    return loss, (metrics, batch_stats)
+    return loss_output(loss, batch_stats, reconstruction=recon, kl_static=kl_s,
+                       kl_dynamic=kl_d, contrastive_mi_s_x=mi_s_x, contrastive_mi_d_x=mi_d_x,
+                       mws_mi_s_d=mi_s_d)
+
+
+METHOD = Method(name="cdsvae", build=dsvae.build, loss=loss_fn, default_config=default_config,
+                checks=validate_config)

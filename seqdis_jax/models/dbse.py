@@ -66,15 +66,16 @@ import jax.numpy as jnp
 import ml_collections
 
 from seqdis_jax.models import dsvae
+from seqdis_jax.models.method import LossInputs, LossOutput, Method, loss_output
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.recurrent import BidirectionalDynamicPosterior, GaussianHead, dense_init
-from seqdis_jax.nn.video import apply_updating_batch_stats
 
 Array = jax.Array
 
 ANCHORS = ("first", "middle", "last")
 SUBTRACTIONS = ("hidden", "none", "features")
 SEQUENCE_RECONSTRUCTIONS = ("others", "all")
+ANCHOR_DECODES = ("shared", "separate")
 
 
 def anchor_index(anchor: str, num_steps: int) -> int:
@@ -140,11 +141,23 @@ def build(config: ml_collections.ConfigDict) -> DBSE:
                        subtraction=config.dbse.subtraction)
 
 
+def default_config() -> ml_collections.ConfigDict:
+    """`config.dbse`: the paper's model (eqs. 4-8, App. A.3) and Sprites' alpha of Table 5 as
+    defaults. The betas of eq. (6) are `loss.kl_static_weight` and `loss.kl_dynamic_weight`
+    (experiment files set them)."""
+    c = ml_collections.ConfigDict()
+    c.anchor = "first"  # s from x_1; or "middle" (x_{T/2}), "last" (x_T) (Table 4, bottom)
+    c.anchor_weight = 0.2  # alpha of eq. (5) (Table 5, Sprites)
+    c.first_frame_loss = True  # False: no alpha term (Table 4 "no loss")
+    c.subtraction = "hidden"  # h_t = h~_t - s~ (eq. 8); "none" (Table 4 "no sub"); "features"
+    c.sequence_reconstruction = "others"  # eq. (5): t != a; "all" (the authors' Sprites code)
+    c.anchor_decode = "shared"  # x^_a from the one decoder pass; "separate": the code's 2nd call
+    c.reconstruction_reduction = "sum"  # App. A.3: MSE not divided by the batch; code: "mean"
+    return c
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
-    if "dbse" not in config:
-        raise ValueError("config.method='dbse' needs a config.dbse section; build the config "
-                         "with experiments.base.add_dbse_fields(config).")
+    """DBSE's checks (`Method.checks`); ValueError names the fix."""
     c = config.dbse
     for field, allowed in (("anchor", ANCHORS), ("subtraction", SUBTRACTIONS),
                            ("sequence_reconstruction", SEQUENCE_RECONSTRUCTIONS),
@@ -155,38 +168,27 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not c.anchor_weight >= 0:
         raise ValueError(f"config.dbse.anchor_weight (alpha of DBSE eq. 5) must be >= 0, got "
                          f"{c.anchor_weight}.")
+    posterior = config.model.get("dynamic_posterior", "lstm")
+    if posterior != "lstm" and posterior in dsvae.DYNAMIC_POSTERIORS:  # others: configuration
+        raise ValueError(f"config.model.dynamic_posterior={posterior!r} is the C-DSVAE authors' "
+                         "posterior; dbse has its own: set it to 'lstm'.")
 
 
-ANCHOR_DECODES = ("shared", "separate")
-
-
-def _decode_anchor(model, params, batch_stats, out, a, train):
+def _decode_anchor(inputs: LossInputs, batch_stats: Any, out: dict[str, Array], a: int):
     """x^_a from a decoder call of its own on (s, d_a): (frames (B, 1, ...), log-variance or
     None, batch_stats) -- the authors' `recon_frame_x`."""
     (frames, logvar), batch_stats = dsvae.decode_updating_batch_stats(
-        model, params, batch_stats, out["s"], out["d"][:, a:a + 1], train)
+        inputs.model, inputs.params, batch_stats, out["s"], out["d"][:, a:a + 1], inputs.train)
     return frames, logvar, batch_stats
 
 
-def loss_fn(
-    model: DBSE,
-    params: Any,
-    batch_stats: Any,
-    batch: dict[str, Array],
-    rng: Array,
-    config: ml_collections.ConfigDict,
-    train: bool = True,
-    step: Array | None = None,
-) -> tuple[Array, tuple[dict[str, Array], Any]]:
-    """DBSE eqs. (5)-(7) as a loss; returns (loss, (metrics, new batch_stats)). The
-    reconstruction metrics are per sequence (batch means) whatever the reduction."""
-    del step  # no schedule
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """DBSE eqs. (5)-(7) as a loss; metrics: its terms, the reconstruction errors per sequence
+    (batch means) whatever the reduction."""
+    config, x = inputs.config, inputs.x
     c = config.dbse
-    x = batch["video"]
-    out, batch_stats = apply_updating_batch_stats(
-        model, params, batch_stats, x, train, rngs={"sample": rng})
-    steps = x.shape[1]
-    a = anchor_index(c.anchor, steps)
+    out, batch_stats = inputs.forward()
+    a = anchor_index(c.anchor, x.shape[1])
 
     def error_of(frames):  # the reconstruction term over the frames `frames` selects
         logvar = out.get("reconstruction_logvar")  # series: the Gaussian likelihood's
@@ -200,7 +202,7 @@ def loss_fn(
     else:
         recon = error_of(lambda v: jnp.delete(v, a, axis=1))
     if c.get("anchor_decode", "shared") == "separate":
-        frames, logvar, batch_stats = _decode_anchor(model, params, batch_stats, out, a, train)
+        frames, logvar, batch_stats = _decode_anchor(inputs, batch_stats, out, a)
         recon_anchor = dsvae.reconstruction_error(x[:, a:a + 1], frames, logvar)
     else:
         recon_anchor = error_of(lambda v: v[:, a])
@@ -209,6 +211,9 @@ def loss_fn(
     kl_s, kl_d = dsvae.kl_terms(out)  # eq. (6), the anchor masked by the posterior's output
     loss = (scale * (recon + alpha * recon_anchor) + config.loss.kl_static_weight * kl_s
             + config.loss.kl_dynamic_weight * kl_d)
-    metrics = dict(loss=loss, reconstruction=recon, reconstruction_anchor=recon_anchor,
-                   kl_static=kl_s, kl_dynamic=kl_d)
-    return loss, (metrics, batch_stats)
+    return loss_output(loss, batch_stats, reconstruction=recon,
+                       reconstruction_anchor=recon_anchor, kl_static=kl_s, kl_dynamic=kl_d)
+
+
+METHOD = Method(name="dbse", build=build, loss=loss_fn, default_config=default_config,
+                checks=validate_config)

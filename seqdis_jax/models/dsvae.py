@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from seqdis_jax import estimators
+from seqdis_jax.models.method import LossInputs, LossOutput, Method, loss_output
 from seqdis_jax.nn.gaussian import kl_diag_gaussians, kl_standard_normal, reparameterize
 from seqdis_jax.nn.recurrent import (
     DynamicPosterior,
@@ -221,12 +222,9 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
 
 def check_method_section(config: ml_collections.ConfigDict, section: str, batch_minimum: int
                          ) -> ml_collections.ConfigDict:
-    """The method's config section, checked for what every contrastive method needs (the
-    section itself, a positive temperature, enough sequences per batch); ValueError names the
-    fix."""
-    if section not in config:
-        raise ValueError(f"config.method={config.method!r} needs a config.{section} section; "
-                         f"build the config with experiments.base.add_{section}_fields(config).")
+    """The method's config section (`Method.validate` has checked that it is there), checked
+    for what every contrastive method needs (a positive temperature, enough sequences per
+    batch); ValueError names the fix."""
     if not config[section].temperature > 0:
         raise ValueError(f"config.{section}.temperature must be > 0, got "
                          f"{config[section].temperature}.")
@@ -315,23 +313,14 @@ def kl_terms(out: dict[str, Array]) -> tuple[Array, Array]:
     return kl_s, jnp.mean(dynamic_kl_per_sequence(out))
 
 
-def loss_fn(
-    model: DSVAE,
-    params: Any,
-    batch_stats: Any,
-    batch: dict[str, Array],
-    rng: Array,
-    config: ml_collections.ConfigDict,
-    train: bool = True,
-    step: Array | None = None,
-) -> tuple[Array, tuple[dict[str, Array], Any]]:
-    """Negative ELBO of DSVAE; returns (loss, (metrics, new batch_stats))."""
-    del step  # no schedule
-    x = batch["video"]
-    out, batch_stats = apply_updating_batch_stats(
-        model, params, batch_stats, x, train, rngs={"sample": rng})
-    recon = output_reconstruction_error(x, out)
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """Negative ELBO of DSVAE (C-DSVAE eq. 3); metrics: its three terms."""
+    out, batch_stats = inputs.forward()
+    recon = output_reconstruction_error(inputs.x, out)
     kl_s, kl_d = kl_terms(out)
-    loss = recon + config.loss.kl_static_weight * kl_s + config.loss.kl_dynamic_weight * kl_d
-    metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d)
-    return loss, (metrics, batch_stats)
+    w = inputs.config.loss
+    loss = recon + w.kl_static_weight * kl_s + w.kl_dynamic_weight * kl_d
+    return loss_output(loss, batch_stats, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d)
+
+
+METHOD = Method(name="dsvae", build=build, loss=loss_fn)

@@ -70,11 +70,11 @@ import optax
 from seqdis_jax import estimators, optim
 from seqdis_jax.models import dsvae
 from seqdis_jax.models.dsvae import DSVAE, kl_terms, output_reconstruction_error
+from seqdis_jax.models.method import LossInputs, LossOutput, Method, TrainStateLike
 from seqdis_jax.nn.critic import LatentCritic
 from seqdis_jax.nn.fusion import FcLstmFusion
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.recurrent import dense_init
-from seqdis_jax.nn.video import apply_updating_batch_stats
 
 Array = jax.Array
 
@@ -197,10 +197,48 @@ def build(config: ml_collections.ConfigDict) -> RWAE:
                        decoder_fusion=r.decoder_fusion, fusion_dim=r.fusion_dim)
 
 
+def default_config(divergence_static: str = "mmd") -> ml_collections.ConfigDict:
+    """`config.rwae`: the paper's Sprites settings (App. G) as defaults. `divergence_static`:
+    "mmd" for R-WAE(MMD) (scaled MMD, spectrally normalised f_gamma), "gan" for R-WAE(GAN) (JS
+    discriminator with the gradient penalty of eq. 24). Its optimiser and KL weights are
+    `config.train`'s and `config.loss`'s (`CONFIG_OVERRIDES`)."""
+    c = ml_collections.ConfigDict()
+    c.divergence_static = divergence_static
+    c.static_weight = 10.0  # beta_1 of eq. (9)
+    c.dynamic_weight = 60.0  # beta_2 of eq. (9)
+    c.reconstruction = "l2"  # or "bernoulli" (SM-MNIST)
+    # Decoder input (Fig. 1(a), App. G, Fig. 8(d)): "fc_lstm", concat(s, d_t) -> FC -> LSTM ->
+    # frame decoder; "framewise", DSVAE's frame-by-frame decoder on concat(s, d_t) (ablation;
+    # the parameter tree of R-WAE runs made before the fusion existed).
+    c.decoder_fusion = "fc_lstm"
+    c.fusion_dim = 0  # FC width = LSTM size; 0: h_t = model.feature_dim (video), else hidden_dim
+    c.kernel_bandwidths = (1.0, 2.0, 4.0, 8.0, 16.0)  # sigmas of the RBF mixture on d_t
+    c.critic_steps = 5  # L: encoder + critic steps per decoder + prior step (Alg. 1-2)
+    c.critic_hidden = (256, 256, 128)  # f_gamma / D_gamma: FC 256-256-128-1 (App. G)
+    # Spectral parametrisation of f_gamma (App. D, R-WAE(MMD)); the GAN uses eq. (24) instead.
+    c.critic_spectral_norm = divergence_static == "mmd"
+    c.smmd_gradient_scale = 10.0  # the 10 of 1 / (1 + 10 E||grad f||^2)
+    c.gradient_penalty_weight = 10.0  # lambda of eq. (24); the paper gives no value
+    c.encoder_learning_rate = 1e-4  # config.train.learning_rate is the decoder + prior's
+    c.critic_learning_rate = 1e-4
+    c.lr_decay_epochs = (50, 80)  # every rate x0.5 after 50 epochs, x0.2 more after 80
+    c.lr_decay_factors = (0.5, 0.2)
+    c.num_actions = 0  # A > 0: the weakly supervised model of Sec. 3.4
+    c.gumbel_temperature = 0.67  # tau; the paper gives no value (Maddison et al.'s 2/3)
+    c.action_kl_weight = 50.0  # App. G (MUG)
+    return c
+
+
+CONFIG_OVERRIDES = {
+    # App. G: the decoder + prior's Adam(0.5, 0.9) at 3e-4.
+    "train.learning_rate": 3e-4, "train.adam_b1": 0.5, "train.adam_b2": 0.9,
+    # KL on d only "to stabilize training" (App. D); s is regularised by D alone.
+    "loss.kl_static_weight": 0.0, "loss.kl_dynamic_weight": 1.0,
+}
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    if "rwae" not in config:
-        raise ValueError("config.method='rwae' needs a config.rwae section; build the config "
-                         "with experiments.base.add_rwae_fields(config).")
+    """R-WAE's checks (`Method.checks`); ValueError names the fix."""
     r = config.rwae
     if r.divergence_static not in DIVERGENCES:
         raise ValueError(f"config.rwae.divergence_static must be one of {DIVERGENCES}, got "
@@ -250,7 +288,8 @@ def group_transforms(config: ml_collections.ConfigDict) -> dict[str, optax.Gradi
     return {group: adam(rates[group]) for group in GROUPS}
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def make_optimizer(config: ml_collections.ConfigDict) -> optim.Partitioned:
+    """The groups' Adams as one transformation, which `train_update` steps a phase at a time."""
     return optim.partitioned(group_transforms(config), group_of)
 
 
@@ -268,14 +307,15 @@ def encoder_phase(step: Array, config: ml_collections.ConfigDict) -> Array:
     return step % (config.rwae.critic_steps + 1) < config.rwae.critic_steps
 
 
-def train_update(model, tx, config, state, batch, rng):
-    """One step of Alg. 1-2 (called inside the jitted train step; see seqdis_jax/train.py)."""
-    del tx  # the same per-group transforms, stepped a group at a time
-    transforms = group_transforms(config)
+def train_update(model: RWAE, tx: optim.Partitioned, config: ml_collections.ConfigDict,
+                 state: TrainStateLike, batch: dict[str, Array], rng: Array
+                 ) -> tuple[TrainStateLike, dict[str, Array]]:
+    """One step of Alg. 1-2 (`Method.update`, traced inside the jitted train step): one
+    gradient of both players' losses, then the phase's groups stepped through `tx`."""
 
     def objective(params):
         model_loss, critic_loss, metrics, batch_stats = objectives(
-            model, params, state.batch_stats, batch, rng, config, True)
+            LossInputs(model, params, state.batch_stats, batch, rng, config))
         return model_loss + critic_loss, (metrics, batch_stats)
 
     (_, (metrics, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(
@@ -283,8 +323,7 @@ def train_update(model, tx, config, state, batch, rng):
     scale = learning_rate_decay(config)(state.step)
 
     def step_groups(active):
-        return lambda: optim.update_groups(transforms, group_of, active, grads,
-                                           state.opt_state, state.params, scale)
+        return lambda: tx.update_groups(active, grads, state.opt_state, state.params, scale)
 
     params, opt_state = jax.lax.cond(encoder_phase(state.step, config),
                                      step_groups(("encoder", "critic")),
@@ -341,13 +380,12 @@ def _static_divergence(model, params, batch_stats, s_posterior, rng, config):
     return encoder_term, -value + r.gradient_penalty_weight * penalty, value
 
 
-def objectives(model, params, batch_stats, batch, rng, config, train=True):
+def objectives(inputs: LossInputs) -> tuple[Array, Array, dict[str, Array], Any]:
     """(model loss, critic loss, metrics, new batch_stats); see the module docstring."""
+    config, x = inputs.config, inputs.x
     r = config.rwae
-    x = batch["video"]
-    model_rng, prior_rng, static_rng = jax.random.split(rng, 3)
-    out, new_batch_stats = apply_updating_batch_stats(
-        model, params, batch_stats, x, train, rngs={"sample": model_rng})
+    model_rng, prior_rng, static_rng = jax.random.split(inputs.rng, 3)
+    out, new_batch_stats = inputs.forward(model_rng)
     recon = _reconstruction(x, out, r.reconstruction)
 
     dd = config.model.dynamic_dim
@@ -359,13 +397,13 @@ def objectives(model, params, batch_stats, batch, rng, config, train=True):
     mmd_d = jnp.sum(estimators.mmd_unbiased_per_step(
         motion_d, d_prior, tuple(r.kernel_bandwidths), paired=True))
     static_term, critic_loss, static_divergence = _static_divergence(
-        model, params, batch_stats, out["s"], static_rng, config)
+        inputs.model, inputs.params, inputs.batch_stats, out["s"], static_rng, config)
 
     loss = (recon + r.static_weight * static_term + r.dynamic_weight * mmd_d
             + config.loss.kl_dynamic_weight * kl_d + config.loss.kl_static_weight * kl_s)
     metrics = dict(reconstruction=recon, static_divergence=static_divergence,
                    mmd_dynamic=mmd_d, kl_dynamic=kl_d, kl_static=kl_s, critic_loss=critic_loss)
-    if model.num_actions:
+    if inputs.model.num_actions:
         kl_a = jnp.mean(estimators.categorical_kl_uniform(out["action_logits"]))
         loss = loss + r.action_kl_weight * kl_a
         metrics["kl_action"] = kl_a
@@ -373,10 +411,13 @@ def objectives(model, params, batch_stats, batch, rng, config, train=True):
     return loss, critic_loss, metrics, new_batch_stats
 
 
-def loss_fn(model, params, batch_stats, batch, rng, config, train=True, step=None):
-    """The model's loss, eq. (9) (the evaluators' and tests' entry point; training uses
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """The model's loss, eq. (9) (the validation's and tests' entry point; training uses
     `train_update`, which also steps the critic)."""
-    del step
-    loss, _, metrics, batch_stats = objectives(model, params, batch_stats, batch, rng, config,
-                                               train)
+    loss, _, metrics, batch_stats = objectives(inputs)
     return loss, (metrics, batch_stats)
+
+
+METHOD = Method(name="rwae", build=build, loss=loss_fn, default_config=default_config,
+                checks=validate_config, optimizer=make_optimizer, update=train_update,
+                config_overrides=CONFIG_OVERRIDES)

@@ -54,7 +54,6 @@ Sprites `:cpu` (batch 32) it cost 10 points of judged accuracy against `mean`
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,6 +61,7 @@ import ml_collections
 
 from seqdis_jax import estimators
 from seqdis_jax.models import dsvae
+from seqdis_jax.models.method import LossInputs, LossOutput, Method, loss_output
 from seqdis_jax.nn.gaussian import reparameterize
 from seqdis_jax.nn.video import apply_updating_batch_stats
 
@@ -71,11 +71,28 @@ sg = jax.lax.stop_gradient
 VIEWS = ("predictive", "reparameterization", "code")
 NEGATIVES = ("farthest", "middle", "middle_farthest", "random")
 
-build = dsvae.build
+
+def default_config() -> ml_collections.ConfigDict:
+    """`config.spyl`: the paper's algorithm (Sec. 4, Alg. 1) and Sprites' weights of Table 6
+    as defaults (its KL weights lambda_2, lambda_3 are `config.loss`'s: `config_overrides`)."""
+    c = ml_collections.ConfigDict()
+    c.reconstruction_weight = 10.0  # lambda_1
+    c.contrastive_weight = 5.0  # lambda_4
+    c.mi_static_dynamic_weight = 1.0  # lambda_5
+    c.temperature = 0.5
+    c.views = "predictive"  # or "reparameterization" (Table 7), "code" (the authors' bank)
+    c.negatives = "farthest"  # or "middle", "middle_farthest", "random" (Table 4)
+    c.views_per_sequence = 2  # K predicted views drawn from each posterior of the batch
+    c.bank_size = 512  # views="code": prior-generated bank ...
+    c.bank_negatives = 256  # ... and the farthest of it used as negatives
+    c.contrastive_warmup_steps = 0  # the authors' code: 50 epochs without contrastive terms
+    c.reconstruction_reduction = "sum"  # App. B: MSE not divided by the batch; code: "mean"
+    c.mws_estimator = "sequence"  # I(s; d) as C-DSVAE eq. 13; code: "per_frame_code"
+    return c
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Method-specific checks (called by `configuration.validate`); ValueError names the fix."""
+    """SPYL's checks (`Method.checks`); ValueError names the fix."""
     # Thirds of the batch (SPYL Alg. 1) need at least three sequences.
     c = dsvae.check_method_section(config, "spyl", batch_minimum=3)
     for field, allowed in (("views", VIEWS), ("negatives", NEGATIVES),
@@ -290,29 +307,19 @@ def contrastive_terms(model, params, batch_stats, out, rng, config, train, activ
     return result[0], result[1], batch_stats
 
 
-def loss_fn(
-    model: dsvae.DSVAE,
-    params: Any,
-    batch_stats: Any,
-    batch: dict[str, Array],
-    rng: Array,
-    config: ml_collections.ConfigDict,
-    train: bool = True,
-    step: Array | None = None,
-) -> tuple[Array, tuple[dict[str, Array], Any]]:
-    """SPYL eq. (9) as a loss; returns (loss, (metrics, new batch_stats))."""
+def loss_fn(inputs: LossInputs) -> LossOutput:
+    """SPYL eq. (9) as a loss; metrics: its terms."""
+    config, x, step = inputs.config, inputs.x, inputs.step
     c = config.spyl
-    x = batch["video"]
-    model_rng, view_rng = jax.random.split(rng)
-    out, batch_stats = apply_updating_batch_stats(
-        model, params, batch_stats, x, train, rngs={"sample": model_rng})
+    model_rng, view_rng = jax.random.split(inputs.rng)
+    out, batch_stats = inputs.forward(model_rng)
     recon = dsvae.output_reconstruction_error(x, out)  # per sequence
     recon_scale = dsvae.reconstruction_scale(c.reconstruction_reduction, x.shape[0])
     kl_s, kl_d = dsvae.kl_terms(out)
     # The authors' warm-up: no contrastive terms before `contrastive_warmup_steps`.
     on = None if step is None else step >= c.contrastive_warmup_steps
     mi_s_x, mi_d_x, batch_stats = contrastive_terms(
-        model, params, batch_stats, out, view_rng, config, train, active=on)
+        inputs.model, inputs.params, batch_stats, out, view_rng, config, inputs.train, active=on)
     mi_s_d = dsvae.mws_static_dynamic(out, config.data.num_train,
                                       c.get("mws_estimator", "sequence"))
     active = 1.0 if on is None else on.astype(jnp.float32)
@@ -320,6 +327,14 @@ def loss_fn(
             + config.loss.kl_dynamic_weight * kl_d
             - active * c.contrastive_weight * (mi_s_x + mi_d_x)
             + c.mi_static_dynamic_weight * mi_s_d)
-    metrics = dict(loss=loss, reconstruction=recon, kl_static=kl_s, kl_dynamic=kl_d,
-                   contrastive_mi_s_x=mi_s_x, contrastive_mi_d_x=mi_d_x, mws_mi_s_d=mi_s_d)
-    return loss, (metrics, batch_stats)
+    return loss_output(loss, batch_stats, reconstruction=recon, kl_static=kl_s,
+                       kl_dynamic=kl_d, contrastive_mi_s_x=mi_s_x, contrastive_mi_d_x=mi_d_x,
+                       mws_mi_s_d=mi_s_d)
+
+
+METHOD = Method(name="spyl", build=dsvae.build, loss=loss_fn, default_config=default_config,
+                checks=validate_config,
+                # lambda_2, lambda_3 of Table 6 (Sprites: 5, 1) are the KL weights.
+                config_overrides={"loss.kl_static_weight": 5.0, "loss.kl_dynamic_weight": 1.0},
+                # One predicted view per sequence keeps a smoke step as cheap as the others'.
+                smoke_overrides={"spyl.views_per_sequence": 1})
