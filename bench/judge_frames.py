@@ -30,9 +30,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from seqdis_jax import judge as judge_lib  # noqa: E402
 from seqdis_jax import train  # noqa: E402
 from seqdis_jax.data import registry  # noqa: E402
-from seqdis_jax.data.pipeline import eval_batches  # noqa: E402
+from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
 
 
 def load_config(spec: str):
@@ -60,26 +61,39 @@ def motion_accuracy(judge, judge_variables, videos: list[jnp.ndarray], labels: n
     return float(np.mean(predicted == labels))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_and_judge_arguments(description: str, workdir_help: str, workdir_required: bool
+                            ) -> argparse.ArgumentParser:
+    """The flags of the judge-diagnosis scripts (this one, motion_parts.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--judge", required=True, help="the judge's workdir")
     parser.add_argument("--config", default="experiments/sprites.py:cpu")
-    parser.add_argument("--workdir", default=None, help="a trained run (part 2)")
+    parser.add_argument("--workdir", default=None, required=workdir_required, help=workdir_help)
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--limit", type=int, default=None, help="test sequences (all)")
     parser.add_argument("--data_dir", default=None)
-    args = parser.parse_args()
+    return parser
+
+
+def load_test_set_and_judge(args: argparse.Namespace):
+    """(config, the test split, judge, judge variables) of the parsed flags."""
     config = load_config(args.config)
     config.judge.workdir = args.judge
     if args.data_dir:
         config.data.data_dir = args.data_dir
     dataset = registry.load(config.data, "test")
-    judge, judge_variables, _ = train.restore_judge(config, dataset)
+    judge, judge_variables, _ = judge_lib.restore_judge(config, dataset)
+    return config, dataset, judge, judge_variables
+
+
+def main() -> None:
+    args = run_and_judge_arguments(__doc__.split("\n")[0], "a trained run (part 2)",
+                                   False).parse_args()
+    config, dataset, judge, judge_variables = load_test_set_and_judge(args)
     (factor,) = dataset.dynamic_factors
     videos, labels = [], []
     for batch in eval_batches(dataset.source, config.eval.batch_size, args.limit):
         mask = batch["mask"]
-        videos.append(jnp.asarray(batch["video"][mask], jnp.float32) / config.data.pixel_scale)
+        videos.append(jnp.asarray(model_inputs(batch, config.data.pixel_scale)["x"][mask]))
         labels.append(np.asarray(batch[factor])[mask])
     labels = np.concatenate(labels)
     n, frames = len(labels), videos[0].shape[1]

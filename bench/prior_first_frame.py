@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.judge_frames import load_config  # noqa: E402
 from seqdis_jax import train  # noqa: E402
 from seqdis_jax.data import registry  # noqa: E402
-from seqdis_jax.data.pipeline import eval_batches  # noqa: E402
+from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
 
 
 def ink(video) -> list[float]:
@@ -42,7 +42,7 @@ def main() -> None:
     model, state, _ = train.restore_checkpoint(config, args.workdir)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     batch = next(eval_batches(registry.load(config.data, "test").source, 200))
-    x = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
+    x = jnp.asarray(model_inputs(batch, config.data.pixel_scale)["x"])
     out = model.apply(variables, x, False, rngs={"sample": jax.random.PRNGKey(0)},
                       method=model.encode)
     s, d = out["s_mean"], out["d_mean"]

@@ -25,7 +25,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.channels = 3  # video frames' colour channels
     # Features per time step of speech (spectral bins) and time-series data; 0 for video.
     config.data.num_features = 0
-    config.data.pixel_scale = 255.0  # uint8 pixels / pixel_scale -> float input
+    # What stored integer sequences are divided by to give the model's float input x, in every
+    # modality (seqdis_jax/data/pipeline.py model_inputs; float features are stored ready).
+    config.data.pixel_scale = 255.0  # uint8 pixels / 255
     # Prepared (TFDS array_record) datasets: where data_prep wrote them ('' = $TFDS_DATA_DIR or
     # ~/tensorflow_datasets) and which build to read ('' = the full dataset).
     config.data.data_dir = ""
@@ -267,7 +269,7 @@ def set_speech_method(config: ml_collections.ConfigDict, method: str) -> None:
     if method not in SPEECH_METHODS:
         raise ValueError(f"Unknown speech method {method!r}; choose one of {SPEECH_METHODS}.")
     config.model.modality = "speech"
-    config.data.pixel_scale = 1.0  # features are stored standardised, as floats
+    config.data.pixel_scale = 1.0  # features are stored standardised, as floats: unused
     config.model.hidden_dim = 256
     config.model.static_dim = 256
     config.model.dynamic_dim = 64

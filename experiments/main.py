@@ -112,7 +112,7 @@ def _check_existing_judge(config, test_data) -> None:
 def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
-    from seqdis_jax import configuration, evaluators, parallel, train
+    from seqdis_jax import configuration, evaluators, judge, parallel, train
     from seqdis_jax.data import registry
 
     configuration.validate(config)
@@ -122,7 +122,7 @@ def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
         parallel.check_batch_size(config.judge.batch_size, mesh)
         registry.load(config.data, "test")  # unprepared data: one message with the command
         _prepare_workdir(config.judge.workdir, "train")
-        return train.train_judge(config)
+        return judge.train_judge(config)
     if not workdir:
         raise errors.UserInputError(f"--mode={mode} needs --workdir=DIR.")
     workdir = _prepare_workdir(workdir, mode)

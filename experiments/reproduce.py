@@ -36,6 +36,9 @@ _ROOT = flags.DEFINE_string("root", "runs/reproduce", "Where runs, judges and ta
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Runs per row (config.seed = 0 .. seeds-1).")
 _LIST = flags.DEFINE_bool("list", False, "List the tables and their runs, then exit.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared datasets (default: config's).")
+_FINISHED_ONLY = flags.DEFINE_bool(
+    "finished_only", False, "Train nothing: write the table from the runs that have finished "
+    "and mark the others with the step they reached.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +203,22 @@ def train_time(workdir: str) -> float:
     return seconds
 
 
-def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None) -> dict:
-    """Trains or resumes one run, evaluates it (and its best checkpoint), returns its record."""
+def logged_step(workdir: str) -> int:
+    """The last training step in the run's metrics.jsonl (0: none logged)."""
+    path, step = os.path.join(workdir, "metrics.jsonl"), 0
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if record.get("split") == "train":
+                    step = record["step"]
+    return step
+
+
+def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None,
+        finished_only: bool = False) -> dict:
+    """Trains or resumes one run, evaluates it (and its best checkpoint), returns its record.
+    With `finished_only` an unfinished run is not trained: its record is `pending`."""
     from experiments import main as launcher
     from seqdis_jax import machine
 
@@ -209,6 +226,13 @@ def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None
     workdir = os.path.join(root, "runs", run_name(row, budget, seed))
     last = _read_json(os.path.join(workdir, "metrics.json"))
     if not last or last.get("step") != config.train.num_steps:
+        if finished_only:
+            return dict(row=row.label, run=run_name(row, budget, seed), pending=True,
+                        steps=f"{logged_step(workdir)} of {config.train.num_steps}",
+                        command=command(row, config, budget, seed, root),
+                        seconds=train_time(workdir) if os.path.isdir(workdir) else 0.0,
+                        machines=sorted({machine.summary(m) for m in machine.read(workdir)})
+                        if os.path.isdir(workdir) else [])
         last = launcher.run(config, workdir, "train")
     record = dict(row=row.label, run=run_name(row, budget, seed), last=last,
                   steps=last["step"], command=command(row, config, budget, seed, root),
@@ -276,15 +300,21 @@ def _escape(text: str) -> str:
 
 def render(name: str, table: Table, records: dict[str, list[dict]], budget: str, seeds: int,
            seconds: float) -> str:
+    pending = any(r.get("pending") for runs in records.values() for r in runs)
     header = ["method", "checkpoint"] + [
         f"{_escape(c.label)} {who}" for c in table.columns for who in ("ours", "paper")]
     lines = [f"# {table.title}", "",
              f"`python -m experiments.reproduce --table={name} --budget={budget} "
-             f"--seeds={seeds}` ({time.strftime('%Y-%m-%d')}; this command "
+             f"--seeds={seeds}{' --finished_only' if pending else ''}` "
+             f"({time.strftime('%Y-%m-%d')}; this command "
              f"{seconds / 60:.1f} min)", "", table.note, "",
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in table.rows:
-        runs = records[row.label]
+        runs = [r for r in records[row.label] if not r.get("pending")]
+        if not runs:
+            steps = ", ".join(r["steps"] for r in records[row.label])
+            lines.append(_result_line(table, row, f"not finished (step {steps})", []))
+            continue
         last = [r["last"] for r in runs]
         best = [r["best"] for r in runs if r.get("best")]
         same = bool(best) and all(b["step"] == r["last"]["step"] for b, r in zip(best, runs))
@@ -314,13 +344,14 @@ def _result_line(table: Table, row: Row, label: str, evaluated: list[dict]) -> s
     return f"| {row.label} | {label} | " + " | ".join(cells) + " |"
 
 
-def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str | None = None
-              ) -> str:
-    """Trains / resumes / reads every run of table `name`; writes and returns ROOT/name.md."""
+def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str | None = None,
+              finished_only: bool = False) -> str:
+    """Trains / resumes / reads every run of table `name` (`finished_only`: reads the finished
+    ones only); writes and returns ROOT/name.md."""
     table = TABLES[name]
     start = time.perf_counter()
-    records = {row.label: [run(row, budget, seed, root, data_dir) for seed in range(seeds)]
-               for row in table.rows}
+    records = {row.label: [run(row, budget, seed, root, data_dir, finished_only)
+                           for seed in range(seeds)] for row in table.rows}
     text = render(name, table, records, budget, seeds, time.perf_counter() - start)
     path = os.path.join(root, f"{name}.md")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -358,7 +389,8 @@ def main(argv: list[str]) -> None:
     os.makedirs(root, exist_ok=True)
     for name in names:
         try:
-            path = reproduce(name, _BUDGET.value, root, _SEEDS.value, _DATA_DIR.value)
+            path = reproduce(name, _BUDGET.value, root, _SEEDS.value, _DATA_DIR.value,
+                             _FINISHED_ONLY.value)
         except input_errors + failures as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, input_errors) else 1)

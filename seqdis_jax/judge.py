@@ -4,9 +4,10 @@ Architecture of the authors' Sprites judge `classifier_Sprite_all` (REFERENCE_FA
 section 1): the DCGAN-64 frame encoder (g = 128) -> bidirectional LSTM (hidden 256), whose last
 forward and backward states are concatenated -> one head per labelled factor,
 Linear(2H -> 256) -> ReLU -> Linear(-> classes). The authors ship no script to train it; here it
-is trained with full supervision on the training split (`--mode=judge`, `train.train_judge`)
-and stored with Orbax beside a `judge.json` that names the data it was trained on, so it is
-reused by every run on the same dataset and refused for any other.
+is trained with full supervision on the training split (`--mode=judge`, `train_judge`, on
+the fit loop of fit.py) and stored with Orbax beside a `judge.json` that names the data it was
+trained on, so it is reused by every run on the same dataset and refused for any other
+(`restore_judge`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from seqdis_jax.errors import JudgeMismatchError
+from seqdis_jax import checkpointing, evaluators, fit, optim, parallel, train_step
+from seqdis_jax.data import registry as data_registry
+from seqdis_jax.errors import JudgeMismatchError, MissingCheckpointError
 from seqdis_jax.models.method import LossInputs, LossOutput, Method
 from seqdis_jax.nn.recurrent import bidirectional_last_states
 from seqdis_jax.nn.video import FrameEncoder
@@ -93,11 +96,17 @@ def loss_fn(inputs: LossInputs) -> LossOutput:
     return loss, (metrics, batch_stats)
 
 
+def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The standard Adam (`optim.adam_of`) of the judge's training section
+    `config.judge.train`."""
+    return optim.adam_of(config.judge.train)
+
+
 def as_method(dataset: Any) -> Method:
-    """The judge of `dataset` as a `Method`, so train.py's loop trains it as it trains a
-    model (the standard Adam of `config.train`, which `train.judge_config` sets to the
-    judge's)."""
-    return Method(name="judge", build=lambda config: build(config, dataset), loss=loss_fn)
+    """The judge of `dataset` as a `Method`, so the fit loop (fit.py) trains it as it trains
+    a model, with `optimizer`."""
+    return Method(name="judge", build=lambda config: build(config, dataset), loss=loss_fn,
+                  optimizer=optimizer)
 
 
 def data_signature(config: ml_collections.ConfigDict, dataset: Any) -> dict[str, Any]:
@@ -152,3 +161,64 @@ def check_compatible(metadata: dict[str, Any], config: ml_collections.ConfigDict
             "config.judge.workdir at a judge trained for this dataset, or train one there with "
             "--mode=judge."
         )
+
+
+def train_judge(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Trains the judge of `config.data` into `config.judge.workdir` with full supervision
+    on the training split (the fit loop, on the schedule of `config.judge.train` and batches
+    of `config.judge.batch_size`), then measures its test accuracy per factor and writes
+    judge.json. A judge that already reached `config.judge.train.num_steps` there is only
+    re-measured."""
+    judge_dir = os.path.abspath(config.judge.workdir)
+    train_data = data_registry.load(config.data, "train")
+    existing = read_metadata(judge_dir)
+    if existing is not None:
+        check_compatible(existing, config, train_data, judge_dir)
+    os.makedirs(judge_dir, exist_ok=True)
+    method = as_method(train_data)
+    model = method.build(config)
+    keys = ("video",) + tuple(name for name, _ in factors_of(train_data))
+    state, seconds = fit.fit(method, model, config, config.judge.train, config.judge.batch_size,
+                             train_data, judge_dir, keys, record_machine=False)
+    test_data = data_registry.load(config.data, "test")
+    accuracy = evaluators.judge_accuracy(
+        config, model, {"params": state.params, "batch_stats": state.batch_stats}, test_data
+    )
+    metadata = data_signature(config, train_data) | {
+        "architecture": judge_architecture(config),
+        "step": int(state.step),
+        "test_accuracy": accuracy,
+        "train_seconds": seconds,
+    }
+    write_metadata(judge_dir, metadata)
+    fit.log("Judge test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()))
+    return {f"judge/test_accuracy/{k}": v for k, v in accuracy.items()} | {
+        "judge/train_seconds": seconds}
+
+
+def restore_judge(
+    config: ml_collections.ConfigDict, dataset: Any
+) -> tuple[Judge, dict[str, Any], dict[str, Any]]:
+    """(judge module, variables, judge.json) from `config.judge.workdir`; trains the judge
+    first when it is missing and `config.judge.train_if_missing` is set."""
+    judge_dir = os.path.abspath(config.judge.workdir)
+    metadata = read_metadata(judge_dir)
+    if metadata is None:
+        if not config.judge.train_if_missing:
+            raise MissingCheckpointError(
+                f"No trained judge in {judge_dir} (config.judge.workdir). Train it with: "
+                f"python -m experiments.main --config=<this config> --mode=judge "
+                f"(or set --config.judge.train_if_missing=True)."
+            )
+        fit.log(f"No judge in {judge_dir}: training one (config.judge.train_if_missing).")
+        train_judge(config)
+        metadata = read_metadata(judge_dir)
+    check_compatible(metadata, config, dataset, judge_dir)
+    model = build(config, dataset)
+    shape = (config.judge.batch_size,) + tuple(dataset.video_shape)
+    manager = checkpointing.make_manager(judge_dir, 1, 1, create=False)
+    target, _ = train_step.sharded_restore_target(model, optimizer(config), shape,
+                                                  parallel.mesh_from_config(config))
+    state = checkpointing.restore(manager, target, step=metadata["step"])
+    manager.close()
+    return model, {"params": state.params, "batch_stats": state.batch_stats}, metadata

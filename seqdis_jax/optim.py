@@ -27,7 +27,12 @@ def adam(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
     """Adam with `config.train`'s learning rate (cosine-annealed to 0 over the run with
     `cosine_decay`, as the judges are), betas and optional global-norm clipping: every
     method's optimiser unless it brings its own (`Method.optimizer`)."""
-    t = config.train
+    return adam_of(config.train)
+
+
+def adam_of(t: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """`adam` of a training section `t` (a run's `config.train`, a judge's
+    `config.judge.train`)."""
     learning_rate = t.learning_rate
     if t.cosine_decay:
         learning_rate = optax.cosine_decay_schedule(t.learning_rate, t.num_steps)

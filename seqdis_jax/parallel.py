@@ -86,6 +86,20 @@ def host_array(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
+def place_rows(x: np.ndarray, mesh: jax.sharding.Mesh) -> jax.Array:
+    """A host batch that every process holds whole, on `mesh`: split along its first axis over
+    the devices when they divide it (evaluation batches are padded so: `eval_batches`'
+    `multiple`), else replicated."""
+    x = np.asarray(x)
+    return host_array(x, batch_sharding(mesh) if len(x) % mesh.size == 0 else replicated(mesh))
+
+
+def gathered_jit(fn: Any, mesh: jax.sharding.Mesh) -> Any:
+    """`jax.jit(fn)` whose outputs come back replicated on `mesh`, so that every process can
+    read them (`jax.device_get`) however the inputs were split: the evaluators' model calls."""
+    return jax.jit(fn, out_shardings=replicated(mesh))
+
+
 def check_batch_size(global_batch_size: int, mesh: jax.sharding.Mesh) -> None:
     """Every device must get the same number of sequences."""
     if global_batch_size % mesh.size:

@@ -3,8 +3,8 @@
 
 A training step is one `jax.jit` function (state, batch, rng) -> (state, metrics) with the
 state buffers donated. The step draws its randomness from `fold_in(rng, state.step)`, so
-a resumed run reproduces the PRNG stream of an uninterrupted one. train.py runs it in its
-loop; the judge is trained by the same step (its loss in a `Method`).
+a resumed run reproduces the PRNG stream of an uninterrupted one. fit.py runs it in its
+loop for every method and for the judge (its loss in a `Method`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,12 @@ import numpy as np
 import optax
 
 from seqdis_jax import optim, parallel
-from seqdis_jax.data import validation
+from seqdis_jax.data import pipeline
 from seqdis_jax.errors import NonFiniteTrainingError, UserInputError
 from seqdis_jax.models import LossInputs, Method
 
 Array = jax.Array
+NON_FINITE_ROWS = "non_finite_rows"  # step metric: bool[B], the batch rows holding NaN/Inf
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -47,16 +48,15 @@ def make_optimizer(config: ml_collections.ConfigDict, method: Method | None = No
 
 
 def to_model_batch(batch: dict[str, Any], pixel_scale: float) -> dict[str, Array]:
-    """uint8 video -> float32 in [0, 1) inside the step (host sends 4x fewer bytes)."""
-    video = batch["video"]
-    if jnp.issubdtype(video.dtype, jnp.integer):
-        video = video.astype(jnp.float32) / pixel_scale
-    return {**batch, "video": video}
+    """Records -> the model batch ("x": float32) inside the step (`pipeline.model_inputs`; the
+    host sends uint8 frames, 4x fewer bytes)."""
+    return pipeline.model_inputs(batch, pixel_scale)
 
 
 def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) -> None:
     """Raises one clear error when a host batch does not match what the model was built for
-    or holds non-finite values."""
+    (shapes only, no pass over the data: the step flags non-finite values,
+    `non_finite_rows`)."""
     if "video" not in batch:
         raise UserInputError(f"Batch has no 'video' entry (keys: {sorted(batch)}).")
     shape = tuple(batch["video"].shape)
@@ -66,7 +66,17 @@ def check_batch(batch: dict[str, Any], expected_video_shape: tuple[int, ...]) ->
             f"{tuple(expected_video_shape)} = (batch_size, T, ...frame); make "
             "config.data.batch_size and the dataset's frames/size agree with the data."
         )
-    validation.check_batch_finite(batch)  # float features: one np.isfinite pass on the host
+
+
+def non_finite_rows(records: dict[str, Array]) -> Array:
+    """bool[B], traced inside the step: the sequences of a batch of records whose float
+    x_1:T holds a NaN or an Inf (constant False for integer frames). The step returns it
+    as the metric NON_FINITE_ROWS and its guard skips such a batch; the loop reads it with
+    the guard's flags (`validation.check_batch_rows`), so no batch waits on a host check."""
+    x = records[pipeline.RECORD_KEY]
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros(x.shape[:1], bool)
+    return ~jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
 
 
 def create_train_state(
@@ -134,12 +144,15 @@ def skip_non_finite(old: TrainState, new: TrainState, metrics: dict[str, Array]
     """The NaN/Inf guard, inside the step: when the loss or the gradient's global norm is not
     finite (a NaN or Inf anywhere in the gradient makes its norm one), keep `old` (only its
     step counter advances, so the data order and PRNG stream go on) and report `skipped` = 1.
-    An update without a `grad_norm` metric is checked on its new parameters instead.
+    An update without a `grad_norm` metric is checked on its new parameters instead. A batch
+    with NON_FINITE_ROWS (`non_finite_rows`) is skipped too, whatever its loss.
     Checking the two scalars, not every leaf, matters: per-leaf reductions made XLA:CPU
     compile the step ~10x slower."""
     checks = [metrics["loss"]] if "loss" in metrics else []
     checks.append(metrics["grad_norm"] if "grad_norm" in metrics else new.params)
     finite = all_finite(checks)
+    if NON_FINITE_ROWS in metrics:
+        finite = finite & ~jnp.any(metrics[NON_FINITE_ROWS])
     kept = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     kept = kept.replace(step=new.step)
     return kept, {**metrics, "skipped": 1.0 - finite.astype(jnp.float32)}
@@ -155,7 +168,8 @@ def make_train_step(
     batch_sharding: Any = None,
 ) -> Callable[[TrainState, dict[str, Array], Array], tuple[TrainState, dict[str, Array]]]:
     """The jitted training step, donating the state: `method.update` when the method has one,
-    else `gradient_update`, then the NaN/Inf guard (`skip_non_finite`). With shardings
+    else `gradient_update`, then the NaN/Inf guard (`skip_non_finite`), which also skips a
+    batch holding NaN/Inf (its rows come back as the metric NON_FINITE_ROWS). With shardings
     (parallel.py), the state and batch keep their layouts across steps and metrics come back
     replicated. With `max_traces`, a further trace (a recompilation) raises
     (`chex.assert_max_traces`; tests use it)."""
@@ -164,9 +178,10 @@ def make_train_step(
 
     def train_step(state: TrainState, batch: dict[str, Array], rng: Array):
         rng = jax.random.fold_in(rng, state.step)
+        bad_rows = non_finite_rows(batch)
         batch = to_model_batch(batch, pixel_scale)
         new_state, metrics = update(model, tx, config, state, batch, rng)
-        return skip_non_finite(state, new_state, metrics)
+        return skip_non_finite(state, new_state, {**metrics, NON_FINITE_ROWS: bad_rows})
 
     if max_traces is not None:
         train_step = chex.assert_max_traces(train_step, n=max_traces)
@@ -248,8 +263,9 @@ class SkipCounter:
 
 
 def interval_means(interval: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Mean of each metric over the interval's kept steps; `skipped` is the skipped count."""
+    """Mean of each metric over the interval's kept steps; `skipped` is the skipped count
+    (NON_FINITE_ROWS, read by the loop before, is no scalar and is left out)."""
     kept = [m for m in interval if not m["skipped"]]
     means = {k: float(np.mean([m[k] for m in kept])) if kept else float("nan")
-             for k in interval[0] if k != "skipped"}
+             for k in interval[0] if k not in ("skipped", NON_FINITE_ROWS)}
     return {**means, "skipped": float(len(interval) - len(kept))}

@@ -5,7 +5,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from seqdis_jax import configuration, models, train
+from seqdis_jax import configuration, models, train, train_step
 from seqdis_jax.data import shapes
 
 
@@ -33,14 +33,17 @@ def setup(config):
 
 
 def train_on_fixed_batch(config, steps):
-    """The jitted step `steps` times on one batch; asserts one trace; the metrics per step."""
+    """The jitted step `steps` times on one batch; asserts one trace; the scalar metrics per
+    step (the step's bool[B] `non_finite_rows` flags, all False here, are left out)."""
     method, model, tx, batch, state = setup(config)
     chex.clear_trace_counter()
     step = train.make_train_step(method, model, tx, config, max_traces=1)
     history = []
     for i in range(steps):
         state, metrics = step(state, batch, jax.random.PRNGKey(i))
-        history.append(jax.device_get(metrics))
+        metrics = jax.device_get(metrics)
+        assert not metrics.pop(train_step.NON_FINITE_ROWS).any()
+        history.append(metrics)
     assert step._cache_size() == 1  # one executable for every step
     return history
 

@@ -7,6 +7,8 @@ so it cannot be set inside the main pytest process). Not collected on its own (n
 * DSVAE, C-DSVAE and SPYL trained 20 steps on 8 devices (and DSVAE on a 4 x 2 data x fsdp
   mesh) give the losses of 1 device on the same global batches within 1e-5 relative, compiling
   their step once.
+* Evaluation on the 8-device mesh (batches split over it, a last partial batch padded and the
+  padding dropped) gives the codes, validation losses and evaluator metrics of 1 device.
 """
 
 import functools
@@ -17,8 +19,10 @@ import numpy as np
 import pytest
 
 from experiments import etth1, shapes
-from seqdis_jax import estimators, models, parallel, train
+from seqdis_jax import estimators, evaluators, fit, models, parallel, train
+from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data import shapes as shapes_data
+from seqdis_jax.data.pipeline import RECORD_KEY, eval_batches
 
 BATCH = 16
 STEPS = 20
@@ -141,3 +145,78 @@ def test_eight_devices_train_like_one(variant, mesh_shape, monkeypatch):
         for key in set(a) - {"grad_norm"}:  # the loss terms (a norm of 10^5 gradients is not)
             np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5 * abs(a["loss"]),
                                        err_msg=f"step {step + 1}, {key}")
+
+
+
+def _eval_setup(mesh, eval_batch_size):
+    config = _config("video")
+    config.data.num_test = 40
+    config.eval.batch_size, config.eval.limit, config.eval.mi_batch_size = eval_batch_size, None, 16
+    config.train.validation_batches, config.train.best_metric = 2, "loss"
+    dataset = data_registry.load(config.data, "test")
+    method = models.get_method(config.method)
+    model = method.build(config)
+    tx = train.make_optimizer(config, method)
+    shape = (BATCH,) + tuple(dataset.video_shape)
+    target, state_sharding = train.sharded_restore_target(model, tx, shape, mesh)
+    state = train.create_train_state(model, tx, jnp.zeros(shape, jnp.float32),
+                                     jax.random.PRNGKey(0), out_shardings=state_sharding)
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    codes = evaluators.encode_dataset(config, model, variables, dataset, jax.random.PRNGKey(2),
+                                      keep_inputs=True, mesh=mesh)
+    return config, dataset, method, model, target, state, variables, codes
+
+
+def _evaluate(mesh):
+    """(codes, validation losses, reconstruction and MI metrics) of one initialised DSVAE on
+    `mesh`, over 40 test sequences in evaluation batches of 8 (one sequence per device)."""
+    config, dataset, method, model, target, state, variables, codes = _eval_setup(mesh, 8)
+    validate = fit.make_validation_fn(method, model, config, config.train, BATCH, dataset,
+                                      (RECORD_KEY,), mesh, target)
+    ctx = evaluators.EvalContext(config, "", model, variables, dataset, jax.random.PRNGKey(3),
+                                 mesh=mesh)
+    metrics = {**evaluators.EVALUATORS["reconstruction"].fn(ctx),
+               **evaluators.EVALUATORS["mutual_information"].fn(ctx)}
+    return codes, validate(state), metrics
+
+
+def _assert_codes_equal(one, many):
+    assert set(one) == set(many) and len(many["s_mean"]) == 40  # any padding dropped
+    for key in one:
+        np.testing.assert_allclose(many[key], one[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_evaluation_on_eight_devices_equals_one():
+    mesh8 = parallel.mesh_from_config(_config("video"))
+    assert mesh8.size == 8
+    (codes1, validation1, metrics1), (codes8, validation8, metrics8) = (
+        _evaluate(parallel.make_mesh(1, 1)), _evaluate(mesh8))
+    _assert_codes_equal(codes1, codes8)
+    assert set(validation1) == set(validation8) and set(metrics1) == set(metrics8)
+    for key in validation1:
+        np.testing.assert_allclose(validation8[key], validation1[key], rtol=1e-5,
+                                   atol=1e-5 * abs(validation1["loss"]), err_msg=key)
+    for key in metrics1:
+        np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=1e-5, atol=1e-5,
+                                   err_msg=key)
+
+
+def test_padded_evaluation_batches_split_and_drop_their_padding():
+    """Batches of 12 on 8 devices: padded to 16 rows, 2 per device; the codes equal one
+    device's. With the launcher's non-partitionable threefry a padded batch draws other
+    posterior samples (the draw depends on the batch shape), so this compares with the
+    partitionable generator, whose draws for a row do not depend on the rows after it."""
+    mesh8 = parallel.mesh_from_config(_config("video"))
+    batch = next(eval_batches(data_registry.load(_config("video").data, "test").source, 12,
+                              multiple=8))
+    assert len(batch["mask"]) == 16 and batch["mask"].sum() == 12
+    placed = parallel.place_rows(batch[RECORD_KEY], mesh8)
+    assert placed.sharding.num_devices == 8 and not placed.sharding.is_fully_replicated
+    partitionable = jax.config.jax_threefry_partitionable
+    jax.config.update("jax_threefry_partitionable", True)
+    try:
+        one = _eval_setup(parallel.make_mesh(1, 1), 12)[-1]
+        many = _eval_setup(mesh8, 12)[-1]
+    finally:
+        jax.config.update("jax_threefry_partitionable", partitionable)
+    _assert_codes_equal(one, many)

@@ -8,8 +8,9 @@ row either calls `experiments.main.run(config, workdir, mode)` in process, expec
 exceptions that `main()` turns into `error: ...` and exit status 2, or runs the launcher
 (`python -m experiments.main ...`) and expects exit status 2 with one `error: ...` line.
 `test_full_disk_while_saving_keeps_the_earlier_checkpoint` is the one case that fails midway.
-The row `nan-in-a-training-batch` needs `train.check_batch` to call
-`seqdis_jax.data.validation.check_batch_finite` (the per-batch NaN check).
+The row `nan-in-a-training-batch` runs the per-batch NaN check as the fit loop does: the rows
+the train step flags on device (`train_step.non_finite_rows`), refused by
+`seqdis_jax.data.validation.check_batch_rows`.
 
 The prepared datasets are tiny `array_record` builds written here: `fsdd*` builds of (T, F) =
 `FSDD_SHAPE` float32 features (the speech model at config.data.num_features = F) and `sprites*`
@@ -39,9 +40,9 @@ from experiments import fsdd as fsdd_config
 from experiments import main as launcher
 from experiments import shapes as shapes_config
 from experiments import sprites as sprites_config
-from seqdis_jax import checkpointing, errors, models, train
+from seqdis_jax import checkpointing, errors, models, train, train_step
 from seqdis_jax import judge as judge_lib
-from seqdis_jax.data import array_record, registry
+from seqdis_jax.data import array_record, registry, validation
 from seqdis_jax.data.array_record import Feature
 from seqdis_jax.data.pipeline import InMemorySource
 from seqdis_jax.data.registry import BadDataError, NotPreparedError
@@ -463,10 +464,13 @@ def _nan_in_memory(env, monkeypatch):
 
 
 def _nan_in_a_training_batch(env, monkeypatch):
-    """A NaN in a record the load-time sample did not read reaches `train.check_batch`."""
+    """A NaN in a record the load-time sample did not read: the train step flags its rows on
+    device (`train_step.non_finite_rows`) and the loop refuses the batch with them
+    (`validation.check_batch_rows`)."""
     batch = {"video": np.zeros((4, *FSDD_SHAPE), np.float32)}
     batch["video"][2, 0, 0] = np.nan
     train.check_batch(batch, (4, *FSDD_SHAPE))
+    validation.check_batch_rows(jax.device_get(jax.jit(train_step.non_finite_rows)(batch)))
 
 
 def _three_devices(env, monkeypatch):
@@ -553,7 +557,7 @@ CASES: dict[str, Case] = {
         r"The 'test' split of dataset 'etth1' has non-finite \(NaN/Inf\) 'video' values in "
         r"record 5; check the source files .*"
         r"config\.data\.source_dir"),
-    "nan-in-a-training-batch": Case(  # needs validation.check_batch_finite in check_batch
+    "nan-in-a-training-batch": Case(  # the step's non_finite_rows, then check_batch_rows
         _nan_in_a_training_batch, BadDataError,
         r"A training batch has non-finite \(NaN/Inf\) 'video' values in 1 of its 4 sequences "
         r"\(batch rows \[2\]\): a record of the training split is damaged; re-run"),

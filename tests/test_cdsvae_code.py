@@ -226,7 +226,7 @@ def test_losses_pass_their_mws_estimator(method, monkeypatch):
 
     _, model, _, batch, state = setup(config)
     jax.eval_shape(lambda: models.get_method(config.method).loss(LossInputs(  # traced only
-        model, state.params, state.batch_stats, {"video": jnp.asarray(batch["video"]) / 255.0},
+        model, state.params, state.batch_stats, {"x": jnp.asarray(batch["video"]) / 255.0},
         KEY, config, train=True)))
     assert seen == ["per_frame_code"]
 

@@ -66,7 +66,7 @@ def test_predictive_views_train_the_encoder_not_the_decoder_or_prior():
 def test_warmup_switches_the_contrastive_terms_on_at_the_given_step():
     config = _config(spyl_shapes, spyl__contrastive_warmup_steps=10)
     method, model, _, batch, state = setup(config)
-    x = {"video": batch["video"].astype(np.float32) / 255.0}
+    x = {"x": batch["video"].astype(np.float32) / 255.0}
     loss_at = lambda step: method.loss(LossInputs(model, state.params, state.batch_stats, x,
                                                   jax.random.PRNGKey(5), config, True,
                                                   jnp.array(step)))
@@ -86,7 +86,7 @@ def test_warmup_switches_the_contrastive_terms_on_at_the_given_step():
 def test_batch_summed_reconstruction_scales_by_the_batch():
     config = _config(spyl_shapes)
     method, model, _, batch, state = setup(config)
-    x = {"video": batch["video"].astype(np.float32) / 255.0}
+    x = {"x": batch["video"].astype(np.float32) / 255.0}
     losses = {}
     for reduction in ("sum", "mean"):
         config.spyl.reconstruction_reduction = reduction

@@ -141,7 +141,7 @@ def test_feature_subtraction_is_the_authors_bidirectional_posterior():
 
     # The anchor's reconstruction term decodes (s, d_a) with the sampled d_a.
     _, (metrics, _) = dbse.loss_fn(LossInputs(model, variables["params"],
-                                              variables["batch_stats"], {"video": X}, RNG,
+                                              variables["batch_stats"], {"x": X}, RNG,
                                               config, train=False))
     full = jax.device_get(model.apply(variables, X, False, rngs={"sample": RNG}))
     decode = lambda d: np.asarray(model.apply(variables, jnp.asarray(full["s"]), jnp.asarray(d),
@@ -183,7 +183,7 @@ def test_loss_matches_numpy_and_each_switch_changes_exactly_its_term():
         for key, value in overrides.items():
             c.dbse[key] = value
         value, (metrics, _) = dbse.loss_fn(LossInputs(model, variables["params"],
-                                                      variables["batch_stats"], {"video": X},
+                                                      variables["batch_stats"], {"x": X},
                                                       RNG, c, train=False))
         return float(value), jax.device_get(metrics)
 
@@ -254,7 +254,7 @@ def test_separate_anchor_decode_is_a_second_decoder_call_with_its_own_batch_norm
     def loss(anchor_decode, train):
         c = config.copy_and_resolve_references()
         c.dbse.anchor_decode = anchor_decode
-        _, (metrics, new_stats) = dbse.loss_fn(LossInputs(model, params, stats, {"video": X},
+        _, (metrics, new_stats) = dbse.loss_fn(LossInputs(model, params, stats, {"x": X},
                                                           RNG, c, train=train))
         return jax.device_get(metrics), new_stats
 

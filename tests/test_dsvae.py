@@ -47,7 +47,7 @@ def test_loss_terms_match_numpy(setup):
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     out = jax.device_get(model.apply(variables, x, False, rngs={"sample": rng}))
     loss, (metrics, _) = method.loss(LossInputs(
-        model, state.params, state.batch_stats, {"video": x}, rng, config, train=False
+        model, state.params, state.batch_stats, {"x": x}, rng, config, train=False
     ))
     recon = np.mean(np.sum((out["reconstruction"] - x) ** 2, axis=(1, 2, 3, 4)))
     var_s = np.exp(out["s_logvar"])

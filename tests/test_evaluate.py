@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from experiments import shapes as shapes_config
-from seqdis_jax import errors, evaluators, judge, metrics, train
+from seqdis_jax import errors, evaluators, judge, metrics
 from seqdis_jax.data import pipeline, registry
+from seqdis_jax.evaluators import generation
 
 
 def _shapes_test_set():
@@ -83,7 +84,7 @@ def test_missing_judge_names_the_command(tmp_path):
     config.judge.workdir = str(tmp_path / "nojudge")
     config.judge.train_if_missing = False
     with pytest.raises(errors.MissingCheckpointError, match="--mode=judge"):
-        train.restore_judge(config, dataset)
+        judge.restore_judge(config, dataset)
 
 
 @pytest.mark.slow
@@ -91,7 +92,7 @@ def test_shapes_judge_reaches_99_percent_on_every_factor(tmp_path):
     """The default shapes judge (experiments/shapes.py) on the full shapes splits."""
     config = shapes_config.get_config()
     config.judge.workdir = str(tmp_path / "judge")
-    results = train.train_judge(config)
+    results = judge.train_judge(config)
     accuracy = json.loads((tmp_path / "judge" / judge.METADATA_FILE).read_text())[
         "test_accuracy"]
     assert set(accuracy) == {"shape", "color", "size", "motion"}
@@ -304,18 +305,34 @@ def test_judge_curve_scores_an_evenly_spread_subset():
         evaluators.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
 
 
+def test_swap_partners_share_the_fewest_labels():
+    """Nine motions in turn per character (Sprites' test order): the shift N/2 would pair each
+    sequence with its own motion; the partners chosen (shift N/2 + 1) share none."""
+    motion = np.tile(np.arange(9), 20)  # N = 180, N/2 = 90 = 10 x 9
+    partner = generation.swap_partners({"motion": motion})
+    assert not np.any(motion == motion[partner])
+    assert partner[0] == 91 and set(partner) == set(range(180))
+
+
 def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
     """The stand-in judges motion from d and colour from s, so swapping real codes scores the
     closed-form predictions: sequence i's own motion, its partner i + N/2's colour."""
     ctx, probs = _stand_in_context()
     results = evaluators.judge_swap(ctx)
-    partner = (np.arange(40) + 20) % 40
+    partner = generation.swap_partners({"motion": _MOTION, "color": _COLOR})
     assert results["swap/num_sequences"] == 40
     assert results["swap/motion/accuracy"] == pytest.approx(
         np.mean(np.argmax(probs["motion"], 1) == _MOTION))
     assert results["swap/color/accuracy"] == pytest.approx(
         np.mean(np.argmax(probs["color"][partner], 1) == _COLOR[partner]))
     assert results["swap/mean_static_accuracy"] == results["swap/color/accuracy"]
+    # The other source's labels: the partner's motion, sequence i's own colour.
+    assert results["swap/motion/follows_other_code"] == pytest.approx(
+        np.mean(np.argmax(probs["motion"], 1) == _MOTION[partner]))
+    assert results["swap/color/follows_other_code"] == pytest.approx(
+        np.mean(np.argmax(probs["color"][partner], 1) == _COLOR))
+    assert results["swap/motion/labels_agree"] == np.mean(_MOTION == _MOTION[partner])
+    assert results["swap/color/labels_agree"] == np.mean(_COLOR == _COLOR[partner])
 
 
 def test_swap_pairs_differ_in_the_most_static_labels():

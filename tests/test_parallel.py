@@ -82,7 +82,8 @@ def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state():
 
 
 def test_eight_simulated_devices_train_like_one():
-    """tests/multidevice_checks.py in a process started with 8 host-platform devices."""
+    """tests/multidevice_checks.py in a process started with 8 host-platform devices: sharded
+    training and evaluation against one device."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
                          + " --xla_force_host_platform_device_count=8").strip()}

@@ -54,6 +54,10 @@ def test_smoke_table_trains_ranks_renders_and_rereads(tmp_path, monkeypatch):
     table = dataclasses.replace(full, rows=full.rows[:1])  # DSVAE: one smoke run
     monkeypatch.setitem(reproduce.TABLES, "sprites_generation", table)
     root = str(tmp_path / "root")
+    pending = reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir,
+                                  finished_only=True)  # trains nothing
+    assert "| DSVAE | not finished (step 0 of 4) | n/a |" in open(pending).read()
+    assert not os.path.exists(os.path.join(root, "runs", "sprites_smoke_seed0"))
     path = reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir)
     text = open(path, encoding="utf-8").read()
     workdir = os.path.join(root, "runs", "sprites_smoke_seed0")

@@ -4,7 +4,7 @@
 * A save that dies before Orbax renames its temporary directory leaves the previous checkpoint
   in charge, and the same step can be saved again.
 * Retention keeps the latest `keep` checkpoints plus the `keep_best` best by a metric, also
-  through `_fit`'s validation metrics.
+  through `fit.fit`'s validation metrics.
 * The NaN/Inf guard skips a bad step without touching the state, and a run that keeps
   diverging stops with its last good parameters on disk.
 
@@ -31,7 +31,7 @@ from orbax.checkpoint._src.path import atomicity
 
 from experiments import main as launcher
 from experiments import shapes as shapes_config
-from seqdis_jax import checkpointing, errors, models, parallel, train
+from seqdis_jax import checkpointing, errors, fit, models, parallel, train
 from seqdis_jax.data import pipeline
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data import shapes as shapes_data
@@ -444,15 +444,17 @@ def test_judge_curve_settings_are_checked(fields, message, tmp_path):
 
 
 def float_batches(poison_from: int | None = None):
-    """A stand-in for train.to_global_batch that feeds the step float video in [0, 1] and, from
-    its `poison_from`-th call on, multiplies the video by NaN."""
+    """A stand-in for fit.to_global_batch that feeds the step float video in [0, 1] and, from
+    its `poison_from`-th call on, multiplies the video by the largest finite float32: the
+    batch stays finite (the step's batch check passes) but the loss overflows, as in a run
+    that diverges."""
     calls = [0]
 
     def to_global_batch(batch, sharding):
         calls[0] += 1
         video = np.asarray(batch["video"], np.float32) / 255.0
         if poison_from is not None and calls[0] >= poison_from:
-            video = video * np.float32(np.nan)
+            video = video * np.finfo(np.float32).max
         return pipeline.to_global_batch({**batch, "video": video}, sharding)
 
     return to_global_batch
@@ -460,7 +462,7 @@ def float_batches(poison_from: int | None = None):
 
 @pytest.fixture(scope="module")
 def float_step():
-    """The sharded train step exactly as _fit builds it, for float video (the program that
+    """The sharded train step exactly as fit.fit builds it, for float video (the program that
     test 6's runs compile too), and a function making a fresh initial state."""
     config = smoke_config()
     method = models.get_method(config.method)
@@ -515,11 +517,12 @@ def test_a_diverging_run_stops_with_its_last_good_parameters_on_disk(
     del float_step  # compiled the same program first (one compilation for both tests)
     good, diverged = tmp_path / "good", tmp_path / "diverged"
     # Reference: the first three steps on finite data.
-    monkeypatch.setattr(train, "to_global_batch", float_batches())
+    monkeypatch.setattr(fit, "to_global_batch", float_batches())
     launcher.run(smoke_config(num_steps=3, checkpoint_every=2), str(good), "train")
     assert set(saved_steps(good)) - {1} == {2, 3}  # (1: Orbax's InitialSavePolicy)
-    # Steps 4, 5, 6 see NaN: 4 is saved (holding step 3's parameters), 6 stops the run.
-    monkeypatch.setattr(train, "to_global_batch", float_batches(poison_from=4))
+    # Steps 4, 5, 6 overflow to a non-finite loss: 4 is saved (holding step 3's parameters),
+    # 6 stops the run.
+    monkeypatch.setattr(fit, "to_global_batch", float_batches(poison_from=4))
     config = smoke_config(num_steps=20, checkpoint_every=2, max_skips=3)
     with pytest.raises(errors.NonFiniteTrainingError,
                        match=r"3 consecutive steps up to step 6 .*the last checkpoint, step 4, "):

@@ -100,7 +100,7 @@ def test_weak_supervision_appends_a_relaxed_action_to_the_dynamic_code():
     config = _config(rwae__num_actions=3)
     _, model, _, batch, state = setup(config)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    x = train.to_model_batch(batch, config.data.pixel_scale)["video"]
+    x = train.to_model_batch(batch, config.data.pixel_scale)["x"]
     out = model.apply(variables, x, False, rngs={"sample": jax.random.PRNGKey(1)},
                       method=model.encode)
     dd = config.model.dynamic_dim

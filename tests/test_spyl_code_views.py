@@ -133,7 +133,7 @@ def test_code_views_carry_the_gradient_and_the_bank_none(monkeypatch):
 def test_warmup_keeps_only_the_bank_batch_norm_updates(monkeypatch):
     config = _code_config(spyl__contrastive_warmup_steps=10)
     method, model, _, batch, state = setup(config)
-    x = {"video": batch["video"].astype(np.float32) / 255.0}
+    x = {"x": batch["video"].astype(np.float32) / 255.0}
     real_bank = spyl.code_bank
     seen = []
 

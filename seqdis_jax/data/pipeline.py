@@ -6,6 +6,10 @@ A dataset is a random-access source of dict records (numpy arrays). Training str
 order. Each process reads a disjoint strided shard and batches `global batch / processes`
 examples; `to_global_batch` assembles the per-process batches into one global `jax.Array`
 sharded over the mesh (seqdis_jax/parallel.py) with `jax.make_array_from_process_local_data`.
+
+Records keep the sequence x_1:T under the key "video" for every modality (the prepared
+datasets' feature name); `model_inputs` is the one place it becomes the model's float input
+"x", on the host or inside a jitted step.
 """
 
 from __future__ import annotations
@@ -16,6 +20,21 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+
+RECORD_KEY = "video"  # the records' sequence x_1:T, whatever the modality (stored features)
+MODEL_KEY = "x"  # the same sequence as the models read it: float32, scaled
+
+
+def model_inputs(batch: Mapping[str, Any], pixel_scale: float) -> dict[str, Any]:
+    """A batch of records -> the model's batch: the sequences under "x" as float32, stored
+    integers divided by `pixel_scale` (config.data.pixel_scale; floats are stored ready), the
+    other entries (labels, mask) as they are. numpy stays numpy (host), jax arrays stay jax
+    (inside a jitted step, where uint8 crosses to the device 4x smaller)."""
+    batch = dict(batch)
+    x = batch.pop(RECORD_KEY)
+    integer = np.issubdtype(x.dtype, np.integer)
+    x = x.astype(np.float32)
+    return {**batch, MODEL_KEY: x / np.float32(pixel_scale) if integer else x}
 
 
 class InMemorySource:
@@ -81,14 +100,16 @@ def to_global_batch(
 
 
 def eval_batches(
-    source: Any, batch_size: int, limit: int | None = None
+    source: Any, batch_size: int, limit: int | None = None, multiple: int = 1
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Ordered batches over the first `limit` examples; the last batch is padded by
-    repetition and carries a boolean `mask` so every batch has the same shape."""
+    """Ordered batches of `batch_size` over the first `limit` examples, each padded by
+    repetition to a multiple of `multiple` rows (the devices of a mesh) and the last to the
+    same size, with a boolean `mask` of the real rows so every batch has the same shape."""
     n = len(source) if limit is None else min(limit, len(source))
+    rows = -(-batch_size // multiple) * multiple
     for start in range(0, n, batch_size):
-        index = np.arange(start, start + batch_size)
-        mask = index < n
+        index = np.arange(start, start + rows)
+        mask = (index < n) & (index < start + batch_size)
         index = np.where(mask, index, start)
         records = [source[int(i)] for i in index]
         batch = {k: np.stack([r[k] for r in records]) for k in records[0]}

@@ -7,9 +7,10 @@
   ArrayRecord split, SM-MNIST's on-the-fly rendering) on `SAMPLED_RECORDS` records spread over
   the split, first and last included. Reading them also finds damaged files: a truncated or
   overwritten ArrayRecord file fails on its footer or on the sampled records.
-* Per training batch (`check_batch_finite`, for `train.check_batch`): float ``video`` is
-  finite. A NaN in a record that the load-time sample missed would otherwise only make the
-  NaN/Inf guard skip every step that draws it, without saying why.
+* Per training batch (`check_batch_rows`): float ``video`` is finite, tested on device inside
+  the train step (`train_step.non_finite_rows`) and read by the loop with the NaN/Inf guard's
+  flags at the next log or save step. A NaN in a record that the load-time sample missed
+  would otherwise only make the guard skip every step that draws it, without saying why.
 
 Every failure is a `BadDataError` (a `NotPreparedError`: the launcher prints its one-line
 message and exits 2) that names the split, the record and the fix.
@@ -90,13 +91,14 @@ def check_dataset(dataset: Any, split: str, name: str, fix: str) -> None:
         _check_video(video[None], np.array([index]), dataset.video_shape, split, name, fix)
 
 
-def check_batch_finite(batch: Mapping[str, Any], fix: str = BATCH_FIX) -> None:
-    """Refuses a host batch whose float 'video' holds a NaN or an Inf (call it on every
-    training batch before it goes to the devices; uint8 batches cost nothing)."""
-    video = np.asarray(batch["video"])
-    rows = _non_finite_rows(video)
+def check_batch_rows(non_finite: np.ndarray, fix: str = BATCH_FIX) -> None:
+    """Refuses a training batch whose float 'video' held a NaN or an Inf: `non_finite` is
+    the bool[B] that the train step computed on device (`train_step.non_finite_rows`), read
+    by the loop with the NaN/Inf guard's flags."""
+    non_finite = np.asarray(non_finite)
+    rows = np.flatnonzero(non_finite)
     if len(rows):
         raise BadDataError(
             f"A training batch has non-finite (NaN/Inf) 'video' values in {len(rows)} of its "
-            f"{len(video)} sequences (batch rows {rows.tolist()}): a record of the training "
-            f"split is damaged; {fix}.")
+            f"{len(non_finite)} sequences (batch rows {rows.tolist()}): a record of the "
+            f"training split is damaged; {fix}.")

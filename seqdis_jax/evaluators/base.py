@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from seqdis_jax import parallel
 from seqdis_jax.data import registry as data_registry
-from seqdis_jax.data.pipeline import eval_batches
+from seqdis_jax.data.pipeline import RECORD_KEY, eval_batches, model_inputs
 from seqdis_jax.errors import MissingLabelError
 from seqdis_jax.models.dsvae import MODALITIES
 
@@ -38,10 +38,24 @@ class EvalContext:
     rng: Array
     # () -> (judge module, judge variables, judge.json); trains or restores the judge lazily.
     judge_loader: Callable[[], tuple[Any, dict[str, Any], dict[str, Any]]] | None = None
+    # The training mesh: evaluation batches are split over its devices (None: config.mesh).
+    mesh: jax.sharding.Mesh | None = None
     _codes: dict[str, np.ndarray] | None = None
 
-    def video(self, batch: dict[str, np.ndarray]) -> Array:
-        return jnp.asarray(batch["video"], jnp.float32) / self.config.data.pixel_scale
+    def devices(self) -> jax.sharding.Mesh:
+        """The mesh the evaluation batches are split over (`mesh`, else config.mesh's)."""
+        if self.mesh is None:
+            self.mesh = parallel.mesh_from_config(self.config)
+        return self.mesh
+
+    def batches(self, size: int, limit: int | None = None) -> Any:
+        """`eval_batches` of the test split, padded (masked) to split over the mesh."""
+        return eval_batches(self.dataset.source, size, limit, self.devices().size)
+
+    def x(self, batch: dict[str, np.ndarray]) -> Array:
+        """The model input x of a batch of records (`model_inputs`), placed on the mesh."""
+        return parallel.place_rows(model_inputs(batch, self.config.data.pixel_scale)["x"],
+                                   self.devices())
 
     def codes(self) -> dict[str, np.ndarray]:
         """Posterior means of s (N, Ds) and d_1:T (N, T, Dd) of the first `eval.limit` test
@@ -49,7 +63,7 @@ class EvalContext:
         if self._codes is None:
             self._codes = encode_dataset(self.config, self.model, self.variables, self.dataset,
                                          jax.random.fold_in(self.rng, 10_000),
-                                         self.config.eval.limit)
+                                         self.config.eval.limit, mesh=self.devices())
         return self._codes
 
 
@@ -126,9 +140,11 @@ def run_evaluators(
     rng: Array,
     judge_loader: Callable[[ml_collections.ConfigDict, Any], tuple] | None = None,
     results_file: str = "metrics.json",
+    mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, Any]:
     """Runs the evaluators in `config.eval.evaluators` ('all': every one the dataset's labels
-    allow); writes `results_file` in `workdir`."""
+    allow) with their batches split over `mesh` (None: config.mesh's, where the state was
+    trained or restored); writes `results_file` in `workdir`."""
     dataset = data_registry.load(config.data, "test")
     names = select_evaluators(config.eval.evaluators, dataset,
                               config.model.get("modality", "video"))
@@ -140,6 +156,7 @@ def run_evaluators(
         dataset=dataset,
         rng=rng,
         judge_loader=(lambda: judge_loader(config, dataset)) if judge_loader else None,
+        mesh=mesh,
     )
     results: dict[str, Any] = {"step": int(state.step)}
     results.update({f"chance/{name}": 1.0 / dataset.num_classes[name]
@@ -173,25 +190,29 @@ def _progress(message: str) -> None:
 def encode_dataset(
     config: ml_collections.ConfigDict, model: Any, variables: Any,
     dataset: data_registry.Dataset, rng: Array, limit: int | None = None,
-    keep_inputs: bool = False,
+    keep_inputs: bool = False, mesh: jax.sharding.Mesh | None = None,
 ) -> dict[str, np.ndarray]:
     """Posterior means of s and d_1:T of the first `limit` sequences (None: all), plus their
-    labels, targets and group, and with `keep_inputs` the input sequences ("video")."""
+    labels, targets and group, and with `keep_inputs` the input records' sequences (under
+    `RECORD_KEY`, as stored). Each batch is split over the devices of `mesh` (None:
+    config.mesh's), padded to a multiple of them; the padding is dropped."""
+    mesh = parallel.mesh_from_config(config) if mesh is None else mesh
 
-    @jax.jit
-    def encode(variables, video, rng):
-        out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
+    def encode(variables, x, rng):
+        out = model.apply(variables, x, False, rngs={"sample": rng}, method=model.encode)
         return {k: out[k] for k in ("s_mean", "d_mean")}
+
+    encode = parallel.gathered_jit(encode, mesh)
 
     label_keys = (*dataset.static_factors, *dataset.dynamic_factors, *dataset.frame_factors,
                   *dataset.targets, *((dataset.group,) if dataset.group else ()))
     parts: list[dict[str, np.ndarray]] = []
     if keep_inputs:
-        label_keys += ("video",)
-    batches = eval_batches(dataset.source, config.eval.batch_size, limit)
+        label_keys += (RECORD_KEY,)
+    batches = eval_batches(dataset.source, config.eval.batch_size, limit, mesh.size)
     for i, batch in enumerate(batches):
-        video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
-        out = jax.device_get(encode(variables, video, jax.random.fold_in(rng, i)))
+        x = parallel.place_rows(model_inputs(batch, config.data.pixel_scale)["x"], mesh)
+        out = jax.device_get(encode(variables, x, jax.random.fold_in(rng, i)))
         mask = batch["mask"]
         parts.append({**{k: v[mask] for k, v in out.items()},
                       **{k: np.asarray(batch[k])[mask] for k in label_keys}})

@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from seqdis_jax.data import registry as data_registry
+from seqdis_jax.data.pipeline import RECORD_KEY, model_inputs
 from seqdis_jax.evaluators.base import EvalContext, encode_dataset, register
 
 DOWNSTREAM_INPUTS = ("codes", "static", "dynamic", "raw")
@@ -27,7 +28,7 @@ def _downstream_inputs(codes: dict[str, np.ndarray], inputs: str, pixel_scale: f
         return s[:, None]
     if inputs == "dynamic":
         return d
-    raw = codes["video"].astype(np.float32) / pixel_scale
+    raw = model_inputs({RECORD_KEY: codes[RECORD_KEY]}, pixel_scale)["x"]
     return raw.reshape(raw.shape[0], raw.shape[1], -1)
 
 
@@ -67,7 +68,7 @@ def downstream(ctx: EvalContext) -> dict[str, Any]:
     train_data = data_registry.load(config.data, "train")
     encode = lambda data, limit, i: encode_dataset(
         config, ctx.model, ctx.variables, data, jax.random.fold_in(ctx.rng, i), limit,
-        keep_inputs=True)
+        keep_inputs=True, mesh=ctx.devices())
     splits = {"train": encode(train_data, config.eval.downstream_train_limit, 0),
               "test": encode(ctx.dataset, None, 1)}
     results: dict[str, Any] = {}

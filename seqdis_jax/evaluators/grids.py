@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from seqdis_jax import parallel
 from seqdis_jax.data.pipeline import eval_batches
 from seqdis_jax.evaluators.base import EvalContext, register
 from seqdis_jax.evaluators.drawing import frames_to_grid, save_png, sequences_as_pictures
@@ -37,7 +38,7 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     model, variables = ctx.model, ctx.variables
     n = ctx.config.eval.grid_sequences
     batch = next(eval_batches(ctx.dataset.source, n))
-    video = ctx.video(batch)
+    video = ctx.x(batch)
     t = video.shape[1]
     rng_post, rng_prior, rng_static = jax.random.split(ctx.rng, 3)
 
@@ -48,7 +49,6 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
     for a, b in pairs:
         partner[a], partner[b] = b, a
 
-    @jax.jit
     def make(variables, video, partner):
         out = model.apply(variables, video, False, rngs={"sample": rng_post})
         s, d = out["s_mean"], out["d_mean"]
@@ -64,6 +64,8 @@ def grids(ctx: EvalContext) -> dict[str, Any]:
         interpolated = decode((1.0 - alpha) * s[0] + alpha * s[1],
                               jnp.broadcast_to(d[:1], (INTERPOLATION_STEPS,) + d.shape[1:]))
         return decode(s, d), swapped, fixed_s, fixed_d, interpolated
+
+    make = parallel.gathered_jit(make, ctx.devices())
 
     recon, swapped, fixed_s, fixed_d, interpolated = jax.device_get(
         make(variables, video, partner))

@@ -10,39 +10,37 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqdis_jax import estimators
+from seqdis_jax import estimators, parallel
 from seqdis_jax.data import registry as data_registry
-from seqdis_jax.data.pipeline import eval_batches
+from seqdis_jax.data.pipeline import eval_batches, model_inputs
 from seqdis_jax.evaluators.base import EvalContext, register
 
 
-def _mi_function(model: Any):
-    @jax.jit
+def _mi_function(model: Any, mesh: jax.sharding.Mesh):
     def mutual_information(variables, video, rng):
         out = model.apply(variables, video, False, rngs={"sample": rng}, method=model.encode)
         d_mean, d_logvar, d = out["d_mean"], out["d_logvar"], out["d"]
         return estimators.mws_mutual_information(
             out["s"], out["s_mean"], out["s_logvar"], d, d_mean, d_logvar)
 
-    return mutual_information
+    return parallel.gathered_jit(mutual_information, mesh)
 
 
 @register("mutual_information")
 def mutual_information(ctx: EvalContext) -> dict[str, Any]:
     """I(s; d_1:T), I(s; x), I(d_1:T; x) by MWS (C-DSVAE App. A.3, eq. 13), averaged over
     held-out batches of `eval.mi_batch_size` sequences."""
-    fn = _mi_function(ctx.model)
+    fn = _mi_function(ctx.model, ctx.devices())
     values = []
     size = ctx.config.eval.mi_batch_size
     n = min(len(ctx.dataset.source), ctx.config.eval.limit or len(ctx.dataset.source))
     for i, batch in enumerate(eval_batches(ctx.dataset.source, size, n - n % size or n)):
         if not batch["mask"].all():
             break  # MWS needs a full batch of distinct sequences
-        values.append(jax.device_get(fn(ctx.variables, ctx.video(batch),
+        values.append(jax.device_get(fn(ctx.variables, ctx.x(batch),
                                         jax.random.fold_in(ctx.rng, i))))
     if not values:
         print(f"Warning: mutual_information skipped: the test split has fewer than "
@@ -64,13 +62,14 @@ def make_mi_curve(config: ml_collections.ConfigDict, model: Any
     dataset = data_registry.load(config.data, "test")
     batch = next(eval_batches(dataset.source, min(config.eval.mi_batch_size,
                                                   len(dataset.source))))
-    video = jnp.asarray(batch["video"], jnp.float32) / config.data.pixel_scale
-    fn = _mi_function(model)
+    mesh = parallel.mesh_from_config(config)
+    x = parallel.place_rows(model_inputs(batch, config.data.pixel_scale)["x"], mesh)
+    fn = _mi_function(model, mesh)
     rng = jax.random.PRNGKey(config.seed + 1)
 
     def curve(state) -> dict[str, float]:
         values = jax.device_get(fn({"params": state.params, "batch_stats": state.batch_stats},
-                                   video, rng))
+                                   x, rng))
         return {k: float(v) for k, v in values.items() if k.startswith("mi_")}
 
     return curve

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from seqdis_jax.data.pipeline import eval_batches
+from seqdis_jax import parallel
 from seqdis_jax.evaluators.base import EvalContext, register
 from seqdis_jax.models.dsvae import dynamic_kl_per_sequence, reconstruction_error_per_sequence
 from seqdis_jax.nn.gaussian import kl_standard_normal
@@ -23,7 +23,6 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
     posterior samples and from posterior means, and the two KL terms."""
     model = ctx.model
 
-    @jax.jit
     def per_example(variables, video, rng):
         out = model.apply(variables, video, False, rngs={"sample": rng})
         decoded_means = model.apply(variables, out["s_mean"], out["d_mean"], False,
@@ -36,12 +35,14 @@ def reconstruction(ctx: EvalContext) -> dict[str, Any]:
             kl_dynamic=dynamic_kl_per_sequence(out),
         )
 
+    per_example = parallel.gathered_jit(per_example, ctx.devices())
+
     totals: dict[str, float] = {}
     count = 0
-    batches = eval_batches(ctx.dataset.source, ctx.config.eval.batch_size, ctx.config.eval.limit)
+    batches = ctx.batches(ctx.config.eval.batch_size, ctx.config.eval.limit)
     for i, batch in enumerate(batches):
         values = jax.device_get(
-            per_example(ctx.variables, ctx.video(batch), jax.random.fold_in(ctx.rng, i))
+            per_example(ctx.variables, ctx.x(batch), jax.random.fold_in(ctx.rng, i))
         )
         mask = batch["mask"]
         for k, v in values.items():

@@ -25,9 +25,10 @@ LossOutput = tuple[Array, tuple[Metrics, Any]]
 
 @dataclasses.dataclass(frozen=True)
 class LossInputs:
-    """What a method's loss reads: the network and its variables, a batch (pixels already
-    scaled to floats), the step's randomness, the config, train or eval mode, and the
-    optimiser step (for schedules such as a warm-up; None outside the train step)."""
+    """What a method's loss reads: the network and its variables, a model batch (the sequences
+    under "x" as floats, `data.pipeline.model_inputs`, and the labels), the step's randomness,
+    the config, train or eval mode, and the optimiser step (for schedules such as a warm-up;
+    None outside the train step)."""
 
     model: nn.Module
     params: Any
@@ -41,7 +42,7 @@ class LossInputs:
     @property
     def x(self) -> Array:
         """The sequences x_1:T: frames (B, T, H, W, C) or features (B, T, F)."""
-        return self.batch["video"]
+        return self.batch["x"]
 
     def apply(self, inputs: Any, rng: Array | None = None, batch_stats: Any = None,
               method: Callable[..., Any] | None = None) -> tuple[Any, Any]:
