@@ -24,6 +24,7 @@ import numpy as np
 from seqdis_jax import checkpointing, machine, parallel
 from seqdis_jax.data import validation as data_validation
 from seqdis_jax.data.pipeline import (
+    RECORD_KEY,
     eval_batches,
     process_shard,
     to_global_batch,
@@ -101,7 +102,7 @@ def fit(
     batch_size: int,
     train_data: Any,
     workdir: str,
-    batch_keys: tuple[str, ...] = ("video",),
+    batch_keys: tuple[str, ...] = (RECORD_KEY,),
     on_log: Callable[[int, Any], dict[str, Any]] | None = None,
     validation_data: Any = None,
     validate: Callable[[TrainState], dict[str, float]] | None = None,

@@ -24,6 +24,7 @@ import optax
 
 from seqdis_jax import checkpointing, evaluators, fit, optim, parallel, train_step
 from seqdis_jax.data import registry as data_registry
+from seqdis_jax.data.pipeline import RECORD_KEY
 from seqdis_jax.errors import JudgeMismatchError, MissingCheckpointError
 from seqdis_jax.models.method import LossInputs, LossOutput, Method
 from seqdis_jax.nn.recurrent import bidirectional_last_states
@@ -177,7 +178,7 @@ def train_judge(config: ml_collections.ConfigDict) -> dict[str, Any]:
     os.makedirs(judge_dir, exist_ok=True)
     method = as_method(train_data)
     model = method.build(config)
-    keys = ("video",) + tuple(name for name, _ in factors_of(train_data))
+    keys = (RECORD_KEY,) + tuple(name for name, _ in factors_of(train_data))
     state, seconds = fit.fit(method, model, config, config.judge.train, config.judge.batch_size,
                              train_data, judge_dir, keys, record_machine=False)
     test_data = data_registry.load(config.data, "test")
