@@ -354,6 +354,7 @@ def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str |
                            for seed in range(seeds)] for row in table.rows}
     text = render(name, table, records, budget, seeds, time.perf_counter() - start)
     path = os.path.join(root, f"{name}.md")
+    os.makedirs(root, exist_ok=True)  # --finished_only may have created no run under it
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(path + ".tmp", path)
