@@ -10,9 +10,9 @@ right): motion = 3 * action + direction (seqdis_jax/data/sprites.py). The judge 
 - fix_d_sample_s: posterior-mean d_1:T of each sequence, s ~ N(0, I) (`--repeats` draws, as
   judge_generation's fix_dynamics): how often the judged action and direction are the
   sequence's own, and, per true direction, the judged directions' shares.
-- swap: s (posterior mean) of a partner j, d_1:T of sequence i (as judge_swap, but j is
-  chosen so that the two motions differ): how often each part is i's (it came with d) or
-  j's (it came with s).
+- swap: s (posterior mean) of a partner j, d_1:T of sequence i (as judge_swap; j shares as
+  few actions and directions with i as `evaluators.generation.swap_partners` can find):
+  how often each part is i's (it came with d) or j's (it came with s).
 
 Prints one JSON object.
 """
@@ -33,6 +33,7 @@ from judge_frames import load_test_set_and_judge, run_and_judge_arguments  # noq
 
 from seqdis_jax import train  # noqa: E402
 from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
+from seqdis_jax.evaluators import generation  # noqa: E402
 
 
 def parts(predicted: np.ndarray, own: np.ndarray, other: np.ndarray | None = None
@@ -77,15 +78,10 @@ def main() -> None:
         labels.append(np.asarray(batch["motion"])[mask])
     s_mean, d_mean, motion = (np.concatenate(a) for a in (s_means, d_means, labels))
     n, size = len(motion), config.eval.batch_size
-    # The partner i + k, k in N/2 .. N/2 + 8: the shift at which the partners share the fewest
-    # actions and directions (the test set lists each character's 9 motions in turn; at
-    # N = 2664, N/2 is a multiple of 9 and the partners of i + N/2 share every motion).
-    def shared(k: int) -> float:
-        other = np.roll(motion, -k)
-        return max(np.mean(motion // 3 == other // 3), np.mean(motion % 3 == other % 3))
-
-    shift = min(range(n // 2, n // 2 + 9), key=shared)
-    partner = (np.arange(n) + shift) % n
+    # judge_swap's partners, chosen to share the fewest actions and directions (the test set
+    # lists each character's 9 motions in turn: i + N/2 would share every motion).
+    partner = generation.swap_partners({"action": motion // 3, "direction": motion % 3})
+    shift = int(partner[0])
 
     def judged(s_of: callable) -> np.ndarray:
         return np.concatenate([np.asarray(judged_motion(s_of(i, i + size), d_mean[i:i + size]))
