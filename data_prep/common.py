@@ -1,5 +1,5 @@
 """Pieces every converter in data_prep/ shares: the error type for bad inputs, a progress
-line, content fingerprints, the skip-if-unchanged check and the command-line app (`main`)."""
+bar (tqdm), content fingerprints, the skip-if-unchanged check and the command-line app (`main`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import tqdm
 from absl import app, flags
 
 from seqdis_jax.data import array_record
@@ -21,29 +22,13 @@ class InputError(Exception):
     """A problem with the user's inputs: reported as one line ``error: ...``, exit status 2."""
 
 
-class Progress:
-    """Prints ``label: done/total <unit>, elapsed, ETA`` to stderr, at most every few seconds
-    (and always for the first and last item)."""
+class Progress(tqdm.tqdm):
+    """A tqdm bar ``label: done/total <unit>`` on stderr, off when stderr is not a terminal
+    (logs and tests stay one line per outcome) and cleared when done."""
 
-    def __init__(self, total: int, label: str, unit: str, every_s: float = 5.0):
-        self.total, self.label, self.unit, self.every_s = total, label, unit, every_s
-        self.done = 0
-        self.start = self.last = time.monotonic()
-
-    def update(self, count: int = 1) -> None:
-        self.done += count
-        now = time.monotonic()
-        if 1 < self.done < self.total and now - self.last < self.every_s:
-            return
-        self.last = now
-        elapsed = now - self.start
-        eta = elapsed / max(self.done, 1) * (self.total - self.done)
-        print(
-            f"{self.label}: {self.done}/{self.total} {self.unit}, {elapsed:.0f} s elapsed, "
-            f"ETA {eta:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
+    def __init__(self, total: int, label: str, unit: str):
+        super().__init__(total=total, desc=label, unit=f" {unit}", file=sys.stderr,
+                         disable=None, leave=False)
 
 
 def fingerprint(header: str, files: Iterable[tuple[str, str]]) -> str:
@@ -138,7 +123,7 @@ def _run(
         source_dir = os.path.expanduser(source_dir) if source_dir else None
         path, written = prepare(source_dir, data_dir, **values)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        tqdm.tqdm.write(f"error: {e}", file=sys.stderr)  # below any unfinished bar
         sys.exit(2)
     if written:
         print(f"wrote {path} in {time.monotonic() - start:.1f} s")

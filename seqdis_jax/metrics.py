@@ -6,8 +6,9 @@
 - `equal_error_rate` / `verification_eer`: cosine-similarity verification EER (C-DSVAE 4.4,
   R-WAE App. C, SPYL B.5).
 - `latent_classification`: scikit-learn classifiers on the latent codes (SPYL 5.5, App. B.9).
-- `auroc` / `auprc` / `mean_absolute_error`: scores of the downstream predictors trained on
-  the frozen codes (DBSE Tables 2-3, SPYL Table 2; `seqdis_jax.downstream`).
+- `auroc` / `auprc` (scikit-learn's, with this module's input checks) / `mean_absolute_error`:
+  scores of the downstream predictors trained on the frozen codes (DBSE Tables 2-3, SPYL
+  Table 2; `seqdis_jax.downstream`).
 """
 
 from __future__ import annotations
@@ -170,40 +171,30 @@ def _binary_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Area under the ROC curve of `scores` (N,), higher meaning positive, for `labels` (N,)
-    in {0, 1}: the Mann-Whitney form P(score_pos > score_neg) + P(score_pos = score_neg) / 2,
-    i.e. (sum of the positives' average ranks - n_pos (n_pos + 1) / 2) / (n_pos n_neg)."""
+    in {0, 1} (`sklearn.metrics.roc_auc_score`): the Mann-Whitney form P(score_pos >
+    score_neg) + P(score_pos = score_neg) / 2, a tie counting half. Raises ValueError when only
+    one class is present (sklearn's own error there names neither fix nor metric)."""
+    from sklearn.metrics import roc_auc_score
+
     scores, labels = _binary_scores(scores, labels)
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if labels.all() or not labels.any():
         raise ValueError("AUROC needs both positive and negative labels; only one class is "
                          "present.")
-    # Ranks 1..N of the sorted scores; a group of tied scores shares its average rank.
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    average_rank = ends - (counts - 1) / 2.0
-    ranks = average_rank[inverse]
-    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
+    return float(roc_auc_score(labels, scores))
 
 
 def auprc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Average precision of `scores` (N,) for `labels` (N,) in {0, 1}: sum_n (R_n - R_{n-1})
-    P_n over the distinct score thresholds taken from the highest down (a group of tied
-    scores enters at one threshold; R_0 = 0), as scikit-learn's `average_precision_score`.
-    Chance level is the positive rate."""
+    """Average precision of `scores` (N,) for `labels` (N,) in {0, 1}
+    (`sklearn.metrics.average_precision_score`): sum_n (R_n - R_{n-1}) P_n over the distinct
+    score thresholds from the highest down (a group of tied scores enters at one threshold;
+    R_0 = 0). Chance level is the positive rate. Raises ValueError without a positive label
+    (where sklearn would warn and return 0)."""
+    from sklearn.metrics import average_precision_score
+
     scores, labels = _binary_scores(scores, labels)
-    n_pos = int(labels.sum())
-    if n_pos == 0:
+    if not labels.any():
         raise ValueError("AUPRC needs at least one positive label.")
-    order = np.argsort(-scores, kind="stable")
-    scores, labels = scores[order], labels[order]
-    # The last index of each group of tied scores: the thresholds.
-    last = np.r_[np.flatnonzero(np.diff(scores) != 0.0), len(scores) - 1]
-    true_pos = np.cumsum(labels)[last]
-    precision = true_pos / (last + 1.0)
-    recall = true_pos / n_pos
-    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+    return float(average_precision_score(labels, scores))
 
 
 def mean_absolute_error(pred: np.ndarray, target: np.ndarray) -> float:

@@ -72,6 +72,58 @@ def test_read_wav_refuses_other_formats(tmp_path, samples, rate, needle):
         audio.read_wav(path)
 
 
+def _fmt_wav(fmt: bytes, data: bytes) -> bytes:
+    body = b"WAVE" + b"fmt " + len(fmt).to_bytes(4, "little") + fmt
+    body += b"data" + len(data).to_bytes(4, "little") + data
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+def _fmt(tag: int, bits: int, rate: int = 8000, extra: bytes = b"") -> bytes:
+    block = bits // 8
+    return (tag.to_bytes(2, "little") + (1).to_bytes(2, "little") + rate.to_bytes(4, "little")
+            + (rate * block).to_bytes(4, "little") + block.to_bytes(2, "little")
+            + bits.to_bytes(2, "little") + extra)
+
+
+def test_read_wav_keeps_what_the_hand_written_reader_read(tmp_path):
+    """WAVE_FORMAT_EXTENSIBLE 16-bit PCM, a data chunk longer than the file (read to its end)
+    and a dangling odd byte: the cases of the reader scipy.io.wavfile replaced."""
+    samples = _int16(_tone(440, 8000, 0.01))
+    data = samples.astype("<i2").tobytes()
+    pcm_guid = bytes.fromhex("0100000000001000800000aa00389b71")
+    extensible = _fmt(0xFFFE, 16, extra=(22).to_bytes(2, "little") + (16).to_bytes(2, "little")
+                      + (4).to_bytes(4, "little") + pcm_guid)
+    expected = samples / np.float32(32768)
+    for name, raw, count in [
+        ("extensible", _fmt_wav(extensible, data), len(samples)),
+        ("truncated", _fmt_wav(_fmt(1, 16), data)[:-6], len(samples) - 3),
+        ("odd", _fmt_wav(_fmt(1, 16), data) + b"\1", len(samples)),
+    ]:
+        (tmp_path / f"{name}.wav").write_bytes(raw)
+        read, rate = audio.read_wav(tmp_path / f"{name}.wav")
+        assert rate == 8000 and read.dtype == np.float32, name
+        np.testing.assert_array_equal(read, expected[:count], err_msg=name)
+
+
+@pytest.mark.parametrize("raw, needle", [
+    (_fmt_wav(_fmt(1, 24), bytes(30)), "24- or 32-bit WAV samples; only 16-bit PCM"),
+    (_fmt_wav(_fmt(2, 16), bytes(30)), "unreadable WAV file (Unknown wave file format: ADPCM"),
+    (_fmt_wav(_fmt(1, 16)[:8], bytes(30)), "unreadable WAV file"),  # truncated fmt chunk
+    (_fmt_wav(_fmt(1, 16), b"")[:-8], "unreadable WAV file"),  # no data chunk
+    # A RIFF size that ends before the data chunk (the hand-written reader ignored it).
+    (b"RIFF" + (4).to_bytes(4, "little") + _fmt_wav(_fmt(1, 16), bytes(4))[8:],
+     "unreadable WAV file (malformed chunk sizes)"),
+])
+def test_a_corrupt_or_unsupported_wav_is_one_line_naming_file_and_fix(tmp_path, raw, needle):
+    path = tmp_path / "bad.wav"
+    path.write_bytes(raw)
+    with pytest.raises(ValueError) as error:
+        audio.read_wav(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: ") and needle in message, message
+    assert "ffmpeg" in message and "\n" not in message
+
+
 def test_read_audio_refuses_unknown_content(tmp_path):
     path = tmp_path / "x.wav"
     path.write_bytes(b"ID3\x03 not audio at all")
@@ -130,6 +182,28 @@ def test_sphere_errors_name_the_problem(tmp_path):
 
 
 # ---- framing and features ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_scipy_window_equals_the_closed_form_hamming_it_replaced(rate):
+    """scipy's periodic Hamming (`get_window`, fftbins=True) against the hand-written
+    ``0.54 - 0.46 cos(2 pi k / N)``: equal to an ulp, and the float32 features computed with
+    either are equal."""
+    window, shift = audio.frame_sizes(rate)
+    closed = 0.54 - 0.46 * np.cos(2 * np.pi * np.arange(window) / window)
+    np.testing.assert_allclose(scipy.signal.get_window("hamming", window), closed,
+                               rtol=0, atol=1e-15)
+    samples = _int16(np.random.default_rng(rate).uniform(-1, 1, rate // 2)) / np.float32(32768)
+    frames = np.lib.stride_tricks.sliding_window_view(samples.astype(np.float64), window)
+    frames = frames[::shift] * closed
+    spectrum = np.abs(np.fft.rfft(frames, n=400, axis=-1))
+    before = {
+        "log_magnitude": np.log(spectrum[:, :200] + 1e-5),
+        "log_mel": np.log(spectrum**2 @ audio.mel_filterbank(80, 400, rate).T + 1e-10),
+    }
+    for kind, expected in before.items():
+        np.testing.assert_allclose(audio.spectral_features(samples, rate, kind),
+                                   expected.astype(np.float32), rtol=1e-6, err_msg=kind)
 
 
 @pytest.mark.parametrize("rate, window, shift", [(8000, 200, 80), (16000, 400, 160)])

@@ -1,5 +1,5 @@
 """Speech input shared by the FSDD and TIMIT datasets: audio readers, spectral features,
-fixed-length segments and train-split standardisation (numpy only).
+fixed-length segments and train-split standardisation (numpy and scipy).
 
 The speech protocol of the sequential disentanglement papers: DSVAE (Li & Mandt, 2018) and
 C-DSVAE (Bai et al., 2021) App. C.1 compute spectral frames with a 10 ms frame shift and cut
@@ -36,18 +36,21 @@ the model. The papers do not state the rest, so this module fixes it (`FEATURE_K
   the build's metadata (`NORMALISATION_KEY`; `normalisation` reads them back) so that
   `destandardise` gives spectrograms in the units above.
 
-Readers: `read_wav` (RIFF/WAVE, mono 16-bit PCM), `read_sphere` (NIST SPHERE, as LDC ships
-TIMIT; mono 16-bit PCM of either byte order, uncompressed) and `read_audio`, which picks one
-from the file's first bytes whatever its name says.
+Readers: `read_wav` (RIFF/WAVE, mono 16-bit PCM, by `scipy.io.wavfile`), `read_sphere` (NIST
+SPHERE, as LDC ships TIMIT; mono 16-bit PCM of either byte order, uncompressed) and
+`read_audio`, which picks one from the file's first bytes whatever its name says.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import scipy.io.wavfile
+import scipy.signal
 
 FRAME_LENGTH_S = 0.025  # 25 ms analysis window
 FRAME_SHIFT_S = 0.010  # 10 ms between frame starts
@@ -56,14 +59,12 @@ NUM_MAGNITUDE_BINS = 200  # log_magnitude keeps rfft bins 0..199 (the Nyquist bi
 NUM_MEL_FILTERS = 80
 MAGNITUDE_FLOOR = 1e-5  # log(|X| + MAGNITUDE_FLOOR)
 POWER_FLOOR = 1e-10  # log(mel power + POWER_FLOOR)
-HAMMING_ALPHA, HAMMING_BETA = 0.54, 0.46
 FEATURE_KINDS = {"log_magnitude": NUM_MAGNITUDE_BINS, "log_mel": NUM_MEL_FILTERS}  # kind -> F
 SEGMENT_FRAMES = 20  # 200 ms segments of 10 ms frames (DSVAE / C-DSVAE App. C.1)
 NORMALISATION_KEY = "normalisation"  # metadata entry: {"mean": [F floats], "std": [...]}
 
 _INT16_SCALE = 32768.0  # int16 -> [-1, 1)
-_WAVE_FORMAT_PCM = 1
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+_CONVERT_WAV = "convert it to mono 16-bit PCM, e.g. `ffmpeg -i {0} -ac 1 -c:a pcm_s16le out.wav`"
 SPHERE_MAGIC = b"NIST_1A\n"
 _COMPRESSED_CODINGS = ("shorten", "wavpack", "shortpack", "embedded")
 
@@ -78,50 +79,41 @@ def _int16(data: bytes, byteorder: str) -> np.ndarray:
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """(float32 samples in [-1, 1), sample rate) of a RIFF/WAVE file of mono 16-bit PCM.
-
-    Chunks other than ``fmt `` and ``data`` are skipped; a ``data`` chunk that claims more bytes
-    than the file holds is read up to the end of the file. Raises ValueError naming the file for
-    anything else (not RIFF/WAVE, no fmt or data chunk, compressed or float samples, more than
-    one channel, not 16 bits per sample).
+    """(float32 samples in [-1, 1), sample rate) of a RIFF/WAVE file of mono 16-bit PCM
+    (`scipy.io.wavfile.read`, its warnings silenced: chunks other than ``fmt `` and ``data``
+    are skipped, and a ``data`` chunk that claims more bytes than the file holds is read up to
+    the end of the file). Raises ValueError naming the file and the fix for anything else (not
+    RIFF/WAVE, malformed, compressed or float samples, more than one channel, not 16-bit).
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         raise ValueError(f"{path} is not a RIFF/WAVE file")
-    fmt = None
-    position = 12
-    while position + 8 <= len(data):
-        chunk_id = data[position : position + 4]
-        size = int.from_bytes(data[position + 4 : position + 8], "little")
-        body = data[position + 8 : position + 8 + size]
-        if chunk_id == b"fmt ":
-            if len(body) < 16:
-                raise ValueError(f"{path}: truncated WAV fmt chunk")
-            fmt = body
-        elif chunk_id == b"data":
-            if fmt is None:
-                raise ValueError(f"{path}: WAV data chunk before its fmt chunk")
-            break
-        position += 8 + size + (size & 1)
-    else:
-        raise ValueError(f"{path}: no WAV data chunk" if fmt else f"{path}: no WAV fmt chunk")
-    tag = int.from_bytes(fmt[0:2], "little")
-    channels = int.from_bytes(fmt[2:4], "little")
-    rate = int.from_bytes(fmt[4:8], "little")
-    bits = int.from_bytes(fmt[14:16], "little")
-    if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
-        tag = int.from_bytes(fmt[24:26], "little")  # the sub-format GUID's first two bytes
-    if tag != _WAVE_FORMAT_PCM:
-        raise ValueError(f"{path}: WAV format tag {tag:#x}; only 16-bit integer PCM is supported")
-    if channels != 1:
-        raise ValueError(f"{path}: {channels} channels; only mono WAV is supported")
-    if bits != 16:
-        raise ValueError(f"{path}: {bits}-bit WAV samples; only 16-bit PCM is supported")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", scipy.io.wavfile.WavFileWarning)
+            rate, samples = scipy.io.wavfile.read(path)
+    except OSError:
+        raise
+    except Exception as e:  # ValueError, or struct/unbound-variable errors on bad chunk sizes
+        reason = str(e) if isinstance(e, ValueError) else "malformed chunk sizes"
+        raise ValueError(f"{path}: unreadable WAV file ({reason}); {_CONVERT_WAV.format(path)}"
+                         ) from e
+    if samples.ndim != 1:
+        raise ValueError(f"{path}: {samples.shape[1]} channels; only mono WAV is supported; "
+                         f"{_CONVERT_WAV.format(path)}")
+    if samples.dtype.kind == "f":
+        raise ValueError(f"{path}: WAV format tag 0x3; only 16-bit integer PCM is supported "
+                         f"(these are float samples); {_CONVERT_WAV.format(path)}")
+    if samples.dtype != np.int16:
+        # scipy keeps 24-bit samples in int32: the dtype cannot tell 24 from 32 bits.
+        bits = "24- or 32" if samples.dtype == np.int32 else str(8 * samples.dtype.itemsize)
+        raise ValueError(f"{path}: {bits}-bit WAV samples; only 16-bit PCM is supported; "
+                         f"{_CONVERT_WAV.format(path)}")
     if rate <= 0:
         raise ValueError(f"{path}: WAV sample rate {rate}")
-    return _int16(body, "little"), rate
+    return (samples.astype(np.float32) / np.float32(_INT16_SCALE)).astype(np.float32), rate
 
 
 def read_sphere_header(data: bytes, path: str = "<bytes>") -> tuple[int, dict[str, Any]]:
@@ -244,14 +236,9 @@ def num_frames(num_samples: int, sample_rate: int) -> int:
     return 0 if num_samples < window else 1 + (num_samples - window) // shift
 
 
-def hamming(length: int) -> np.ndarray:
-    """The periodic Hamming window ``0.54 - 0.46 cos(2 pi k / N)``, k = 0..N-1 (float64)."""
-    return HAMMING_ALPHA - HAMMING_BETA * np.cos(2 * np.pi * np.arange(length) / length)
-
-
 def frame_signal(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """The windowed frames (frames, window) as float64: frame ``i`` is samples ``[i * shift,
-    i * shift + window)`` times `hamming`; only full windows."""
+    i * shift + window)`` times the periodic Hamming window; only full windows."""
     window, shift = frame_sizes(sample_rate)
     samples = np.asarray(samples, np.float64)
     if samples.ndim != 1:
@@ -260,7 +247,7 @@ def frame_signal(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if count == 0:
         return np.zeros((0, window))
     frames = np.lib.stride_tricks.sliding_window_view(samples, window)[::shift][:count]
-    return frames * hamming(window)
+    return frames * scipy.signal.get_window("hamming", window, fftbins=True)  # periodic
 
 
 def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:

@@ -288,9 +288,15 @@ def group_transforms(config: ml_collections.ConfigDict) -> dict[str, optax.Gradi
     return {group: adam(rates[group]) for group in GROUPS}
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optim.Partitioned:
-    """The groups' Adams as one transformation, which `train_update` steps a phase at a time."""
-    return optim.partitioned(group_transforms(config), group_of)
+def param_labels(params: dict[str, Any]) -> dict[str, str]:
+    """The `optax.partition` labels: each top-level submodule's `group_of`."""
+    return {name: group_of(name) for name in params}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    """The groups' Adams as one `optax.partition`, which `train_update` steps a phase at a
+    time (`optim.step_groups`)."""
+    return optax.partition(group_transforms(config), param_labels)
 
 
 def learning_rate_decay(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -307,7 +313,8 @@ def encoder_phase(step: Array, config: ml_collections.ConfigDict) -> Array:
     return step % (config.rwae.critic_steps + 1) < config.rwae.critic_steps
 
 
-def train_update(model: RWAE, tx: optim.Partitioned, config: ml_collections.ConfigDict,
+def train_update(model: RWAE, tx: optax.GradientTransformation,
+                 config: ml_collections.ConfigDict,
                  state: TrainStateLike, batch: dict[str, Array], rng: Array
                  ) -> tuple[TrainStateLike, dict[str, Array]]:
     """One step of Alg. 1-2 (`Method.update`, traced inside the jitted train step): one
@@ -323,7 +330,8 @@ def train_update(model: RWAE, tx: optim.Partitioned, config: ml_collections.Conf
     scale = learning_rate_decay(config)(state.step)
 
     def step_groups(active):
-        return lambda: tx.update_groups(active, grads, state.opt_state, state.params, scale)
+        return lambda: optim.step_groups(tx, param_labels(state.params), active, grads,
+                                         state.opt_state, state.params, scale)
 
     params, opt_state = jax.lax.cond(encoder_phase(state.step, config),
                                      step_groups(("encoder", "critic")),
