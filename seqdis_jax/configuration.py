@@ -172,3 +172,29 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(_jsonable(config), f, indent=2, sort_keys=True)
     os.replace(path + ".tmp", path)
+
+
+def _from_json(value: Any) -> Any:
+    # JSON has no tuples: the configs' sequences (shapes, evaluators, ...) are tuples.
+    if isinstance(value, dict):
+        return {k: _from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_from_json(v) for v in value)
+    return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run saved in `workdir` (`save_config`), with every override it was given;
+    JSON lists come back as tuples. A workdir without one raises UserInputError."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise UserInputError(
+            f"{os.path.abspath(workdir)} holds no {CONFIG_FILE}: pass the --workdir of a run "
+            "trained with `python -m experiments.main --mode=train`.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserInputError(f"{path} cannot be read ({e}); it is written by a training run: "
+                             "train into a new --workdir.") from None
+    return ml_collections.ConfigDict(_from_json(saved))
