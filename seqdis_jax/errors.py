@@ -45,3 +45,23 @@ class BadDataError(NotPreparedError, ValueError):
     """A dataset is there but unusable: a split without records, unreadable (damaged) files,
     records of another dtype or shape than the model takes, non-finite values. Like an
     unprepared one it needs its data_prep converter run again; the message says how."""
+
+
+class WorkdirLockedError(UserInputError):
+    """Another live run holds the workdir's lock; the message names it (pid, host, command)."""
+
+
+class DamagedCheckpointError(RuntimeError):
+    """The checkpoint asked for (or every checkpoint of the workdir) cannot be read back;
+    nothing was deleted. The message names the step and the damaged file."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped training after it saved a checkpoint at the current step.
+
+    A KeyboardInterrupt (not an Exception) so that no `except Exception` on the way up swallows
+    it; the launcher prints the message and exits with `exit_code` (128 + the signal number)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -10,7 +10,10 @@ share (mesh, seed, data options) and handed to the method's loss unchanged.
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqdis_jax import checkpointing, machine, parallel
+from seqdis_jax import checkpointing, machine, parallel, workdir_lock
 from seqdis_jax.data import validation as data_validation
 from seqdis_jax.data.pipeline import (
     RECORD_KEY,
@@ -30,7 +33,7 @@ from seqdis_jax.data.pipeline import (
     to_global_batch,
     train_iterator,
 )
-from seqdis_jax.errors import UserInputError
+from seqdis_jax.errors import RunInterrupted, UserInputError
 from seqdis_jax.metric_writers import MetricWriter, ProgressLine
 from seqdis_jax.models import LossInputs, Method
 from seqdis_jax.train_step import (
@@ -94,6 +97,51 @@ def make_validation_fn(method: Method, model: nn.Module, config: ml_collections.
     return validate
 
 
+class StopSignals:
+    """While entered, SIGINT (Ctrl-C) and SIGTERM (a preempted VM, a job scheduler) only set
+    `signum`, which the fit loop reads once per step: it then saves a checkpoint at that step
+    and raises RunInterrupted. Saving inside the handler could interrupt a step or Orbax's own
+    writes. A second signal says the save is under way; a third aborts at once
+    (KeyboardInterrupt; Orbax's temporary directories keep the earlier checkpoints intact).
+    The previous handlers come back on exit. Off outside the main thread (Python delivers
+    signals there only) and in multi-host runs, where one process alone must not stop: there
+    Orbax's PreemptionCheckpointingPolicy makes every process save at one agreed step after a
+    SIGTERM (JAX's preemption notifier), and the loop stops after that save."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum: int | None = None
+        self._count = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if self.enabled:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self._count += 1
+        if self.signum is None:
+            self.signum = signum
+        elif self._count == 2:  # os.write: a print could re-enter the interrupted one
+            os.write(2, b"Stopping after this step with a checkpoint; interrupt once more to "
+                        b"stop without it (the earlier checkpoints stay intact).\n")
+        else:
+            raise KeyboardInterrupt
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+
 def fit(
     method: Method,
     model: nn.Module,
@@ -125,8 +173,24 @@ def fit(
     when given, replaces the loss-based validation as the metrics that rank checkpoints.
     `record_machine`: append the machine to `workdir`'s machine.jsonl (a method's run; not
     the judge's). Returns the final state and the training wall time.
+
+    The workdir is locked for the run (workdir_lock.py: a second run on it stops with one line
+    naming this one). SIGINT or SIGTERM saves a checkpoint at the current step and raises
+    `RunInterrupted` (StopSignals). A resumed run first drops the records of metrics.jsonl
+    logged after the checkpoint it resumes from; a damaged latest checkpoint falls back to the
+    newest intact one (checkpointing.restore).
     """
+    single = jax.process_count() == 1
+    with workdir_lock.held(workdir, enabled=jax.process_index() == 0), \
+            StopSignals(enabled=single) as stop:
+        return _fit(method, model, config, train, batch_size, train_data, workdir, batch_keys,
+                    on_log, validation_data, validate, record_machine, stop)
+
+
+def _fit(method, model, config, train, batch_size, train_data, workdir, batch_keys, on_log,
+         validation_data, validate, record_machine, stop: StopSignals):
     t = train
+    multihost = jax.process_count() > 1
     tx = make_optimizer(config, method)
     video_shape = (batch_size,) + batch_video_shape(config, train_data)[1:]
     mesh = parallel.mesh_from_config(config)
@@ -149,12 +213,21 @@ def fit(
         workdir, t.checkpoint_every, t.keep_checkpoints,
         best_metric=best_metric if validate else "", best_mode=t.get("best_mode", "min"),
         keep_best=t.get("keep_best", 0))
-    if manager.latest_step() is not None:
-        state = checkpointing.restore(manager, target, data_iter)
-        log(f"Resumed from {manager.directory} at step {int(state.step)}.")
+    resumed = manager.latest_step() is not None
+    if resumed:
+        state = checkpointing.restore(manager, target, data_iter, set_aside=True)
     else:
         state = create_train_state(model, tx, jnp.zeros(video_shape, jnp.float32), init_rng,
                                    out_shardings=state_sharding)
+    start_step = int(state.step)
+    # Records logged after the checkpoint (by the run that stopped) would be logged again.
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0, resume_step=start_step)
+    dropped = (f" Dropped the {writer.dropped} records of metrics.jsonl logged after it."
+               if writer.dropped else "")
+    if resumed:
+        log(f"Resumed from {manager.directory} at step {start_step}.{dropped}")
+    elif dropped:
+        log(f"No checkpoint in {manager.directory}: starting afresh.{dropped}")
     if record_machine:
         machine.record_start(workdir, int(state.step))
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
@@ -163,8 +236,6 @@ def fit(
 
     train_step = make_train_step(method, model, tx, config, state_sharding=state_sharding,
                                  batch_sharding=batch_sharding)
-    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-    start_step = int(state.step)
     progress = ProgressLine(t.num_steps, start_step, enabled=jax.process_index() == 0)
     skips = SkipCounter(t.get("max_skips", 10))
     last_checkpoint = manager.latest_step()
@@ -177,9 +248,10 @@ def fit(
         global_batch = to_global_batch({k: batch[k] for k in batch_keys}, batch_sharding)
         state, metrics = train_step(state, global_batch, train_rng)
         pending.append(metrics)
+        stopping = stop.signum is not None  # read once per step; saved below, after the loop
         log_now = step % t.log_every == 0 or step == t.num_steps
         save_now = manager.should_save(step)
-        if log_now or save_now:  # the guard's flags reach the host before any save
+        if log_now or save_now or stopping:  # the guard's flags reach the host before any save
             flags = jax.device_get([(m["skipped"], m[NON_FINITE_ROWS])
                                     for m in pending[checked:]])
             checked = len(pending)
@@ -194,10 +266,15 @@ def fit(
             steps_per_sec = progress.update(step, means)
             writer.write(step, {**means, "skipped_total": skips.total,
                                 "steps_per_sec": steps_per_sec})
-            if on_log is not None:
-                writer.write(step, on_log(step, state), "eval")
+            extra = on_log(step, state) if on_log is not None else None
+            if extra:  # not on steps without curves
+                writer.write(step, extra, "eval")
         if save_now:
             last_checkpoint = _save(manager, step, state, data_iter, validate, writer)
+            if multihost and manager.reached_preemption(step):
+                stop.signum, stopping = signal.SIGTERM, True  # every process saved this step
+        if stopping:
+            break
     if train_step._cache_size() > 1:  # every step must reuse one executable
         log(f"Warning: the train step was compiled {train_step._cache_size()} times.")
     if manager.latest_step() != int(state.step):
@@ -205,6 +282,12 @@ def fit(
     manager.wait_until_finished()
     manager.close()
     writer.close()
+    if stop.signum is not None:
+        step = int(state.step)
+        saved = (f"saved a checkpoint of step {step}" if step != last_checkpoint
+                 else f"the checkpoint of step {step} is")
+        raise RunInterrupted(f"Interrupted at step {step} ({stop.name}); {saved} in "
+                             f"{manager.directory}", 128 + stop.signum)
     train_seconds = time.perf_counter() - start_time
     skipped = f" ({skips.total} skipped by the NaN/Inf guard)" if skips.total else ""
     log(f"Trained {int(state.step) - start_step} steps{skipped} in {train_seconds:.1f}s.")

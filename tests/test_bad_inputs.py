@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -40,7 +41,15 @@ from experiments import fsdd as fsdd_config
 from experiments import main as launcher
 from experiments import shapes as shapes_config
 from experiments import sprites as sprites_config
-from seqdis_jax import checkpointing, errors, models, train, train_step
+from seqdis_jax import (
+    checkpointing,
+    errors,
+    metric_writers,
+    models,
+    train,
+    train_step,
+    workdir_lock,
+)
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.data import array_record, registry, validation
 from seqdis_jax.data.array_record import Feature
@@ -512,6 +521,21 @@ def _cli(*flags: str, data: bool = False) -> Callable:
     return act
 
 
+def _locked_by(pid: int, host: str | None = None) -> Callable:
+    """launcher.run of shapes:smoke into a new workdir whose run.lock names `pid` on `host`
+    (this one by default) as a run started by `python -m experiments.main ...`."""
+    def act(env, monkeypatch):
+        os.makedirs(env.new_workdir())
+        owner = {"pid": pid, "host": host or socket.gethostname(),
+                 "started": "2025-01-01T12:00:00+00:00", "id": "x",
+                 "command": "python -m experiments.main --config=experiments/shapes.py:smoke"}
+        with open(os.path.join(env.new_workdir(), workdir_lock.LOCK_FILE), "w") as f:
+            json.dump(owner, f)
+        return launcher.run(shapes_config_for(env), env.new_workdir(), "train")
+    return act
+
+
+LOCK_NEW_FILES = ("new_run", "new_run/run.lock", "new_run/config.json")
 PREPARE_FSDD = r"re-prepare it with: python -m data_prep\.fsdd --source_dir=.* --data_dir="
 
 CASES: dict[str, Case] = {
@@ -650,6 +674,16 @@ CASES: dict[str, Case] = {
         _judge("sprites", "judge"), JudgeMismatchError,
         r"dataset: judge has 'sprites', run needs 'shapes'"),
     # extras
+    # a second run on a workdir (the lock names a live process: this test's own)
+    "workdir-in-use-by-another-run": Case(
+        _locked_by(os.getpid()), errors.WorkdirLockedError,
+        r"^.*new_run is in use by another run \(pid \d+ on .*, started 2025-01-01T12:00:00"
+        r"\+00:00: python -m experiments\.main --config=experiments/shapes\.py:smoke\); wait "
+        r"for it to end or stop it, or use another --workdir \(if no run uses it, delete "
+        r".*new_run/run\.lock\)\.$", new_files=LOCK_NEW_FILES),
+    "workdir-in-use-on-another-host": Case(
+        _locked_by(1, "another-host"), errors.WorkdirLockedError,
+        r"in use by another run \(pid 1 on another-host, started", new_files=LOCK_NEW_FILES),
     "unknown-method": Case(
         _run_shapes(method="vae"), UserInputError,
         r"Unknown method 'vae'; config\.method must be one of \[.*'dsvae'.*\]\."),
@@ -727,3 +761,77 @@ def test_bad_input(name, env, request, monkeypatch):
     assert all(path in after for path in new)
     if new:
         shutil.rmtree(env.new_workdir())  # the next rows expect it absent
+
+
+# --------------------------------------------------------------------------- the workdir lock
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_the_workdir_lock(tmp_path, capsys):
+    """Created exclusively, naming its owner; refused while that owner lives; a stale one (its
+    pid gone) replaced after one line; removed when the holder ends, also on an error."""
+    path = tmp_path / workdir_lock.LOCK_FILE
+    with workdir_lock.held(str(tmp_path)) as held_path:
+        assert held_path == str(path)
+        owner = json.loads(path.read_text())
+        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+        assert {"started", "command", "id"} <= set(owner)
+        with workdir_lock.held(str(tmp_path)):  # re-entrant in one process
+            pass
+        assert path.exists()
+    assert not path.exists()
+
+    stale = {"pid": _dead_pid(), "host": socket.gethostname(), "started": "then",
+             "command": "python -m experiments.main --workdir=x", "id": "old"}
+    path.write_text(json.dumps(stale))
+    with pytest.raises(RuntimeError, match="boom"), workdir_lock.held(str(tmp_path)):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+        raise RuntimeError("boom")
+    assert not path.exists()
+    err = capsys.readouterr().err.strip()
+    assert err == (f"Replacing the stale lock {path} (pid {stale['pid']} is not running; it "
+                   f"was pid {stale['pid']} on {stale['host']}, started then: python -m "
+                   "experiments.main --workdir=x).")
+
+    # A live process (a sleeping child) and a reused pid.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = dict(stale, pid=sleeper.pid, pid_start=workdir_lock._proc_start(sleeper.pid))
+        path.write_text(json.dumps(live))
+        with pytest.raises(errors.WorkdirLockedError, match=rf"pid {sleeper.pid} on "):
+            workdir_lock.acquire(str(tmp_path))
+        assert json.loads(path.read_text()) == live  # untouched
+        if live["pid_start"] is not None:  # Linux: the pid now runs another program
+            path.write_text(json.dumps(dict(live, pid_start="1")))
+            with workdir_lock.held(str(tmp_path)):
+                pass
+            assert "now belongs to another process" in capsys.readouterr().err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_metrics_records_after_the_resumed_step_are_dropped(tmp_path):
+    """Records logged after the checkpoint a run resumes from go (the file is replaced whole);
+    those at or before it stay byte for byte; a record without values is never written."""
+    writer = metric_writers.MetricWriter(str(tmp_path))
+    for step in (2, 4, 6):
+        writer.write(step, {"loss": float(step)})
+        writer.write(step, {}, "eval")  # nothing measured: no record
+    writer.close()
+    path = tmp_path / "metrics.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    assert len(lines) == 3
+    path.write_text("".join(lines) + '{"step": 7, "split": "tr')  # cut short by a kill
+    writer = metric_writers.MetricWriter(str(tmp_path), resume_step=4)
+    assert writer.dropped == 2
+    writer.write(5, {"loss": 5.0})
+    writer.close()
+    assert path.read_text().splitlines(keepends=True)[:2] == lines[:2]
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4, 5]
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()

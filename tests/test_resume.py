@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -540,3 +541,196 @@ def test_a_diverging_run_stops_with_its_last_good_parameters_on_disk(
     assert sorted(logged) == [2, 4]  # step 6 raised before logging
     assert logged[2]["skipped"] == 0 and logged[4]["skipped"] == 1  # steps 3-4: one skipped
     assert logged[4]["skipped_total"] == 1 and np.isfinite(logged[4]["loss"])
+
+
+# ------------------------------------------------------------------------------------------
+# 7. Ctrl-C and SIGTERM: a checkpoint at the current step, one line, the exit status
+
+
+def _wait_for_checkpoint_after(workdir, step: int, process, log_path) -> None:
+    deadline = time.monotonic() + 300
+    while not [s for s in saved_steps(workdir) if s > step]:
+        assert process.poll() is None, (
+            f"the run ended before a checkpoint after step {step}:\n"
+            + log_path.read_text()[-3000:])
+        assert time.monotonic() < deadline, f"no checkpoint after step {step} in time"
+        time.sleep(0.01)
+
+
+def _interrupt(workdir, signum, after_step: int, env, log_path) -> tuple[int, str]:
+    """Launches the run, sends `signum` once a checkpoint after `after_step` is committed;
+    (exit status, stderr)."""
+    command = [*_launch_command(workdir), "--config.train.num_steps=60"]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=log)
+        try:
+            _wait_for_checkpoint_after(workdir, after_step, process, log_path)
+            process.send_signal(signum)
+            returncode = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return returncode, log_path.read_text()
+
+
+def test_sigint_and_sigterm_save_a_checkpoint_and_the_run_resumes(tmp_path, compile_cache):
+    """Ctrl-C, then (resumed) SIGTERM, then the same command to the end: each interrupt exits
+    with 128 + the signal and one line (no traceback) naming the step and the command; the
+    checkpoint of that step is on disk and the next run resumes from it; metrics.jsonl ends with
+    one record per (split, step), none empty and none logged twice."""
+    env = _launch_env(compile_cache)
+    workdir = tmp_path / "run"
+    last = EVERY
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        code, stderr = _interrupt(workdir, signum, last, env, tmp_path / f"{signum.name}.log")
+        assert code == 128 + signum, stderr[-3000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
+        lines = [line for line in stderr.splitlines() if line.startswith("Interrupted")]
+        assert len(lines) == 1, stderr[-3000:]
+        match = re.fullmatch(
+            rf"Interrupted at step (\d+) \({signum.name}\); (saved a checkpoint of step \d+|the "
+            rf"checkpoint of step \d+ is) in {re.escape(str(workdir / 'checkpoints'))}; resume "
+            r"with: python -m experiments\.main --config=experiments/shapes\.py:smoke .*"
+            rf"--workdir={re.escape(str(workdir))} --config\.train\.num_steps=60", lines[0])
+        assert match, lines[0]
+        step = int(match.group(1))
+        assert step > last and saved_steps(workdir)[-1] == step, (step, saved_steps(workdir))
+        assert not (workdir / "run.lock").exists()  # released on the way out
+        if signum == signal.SIGTERM:
+            assert f"Resumed from {workdir / 'checkpoints'} at step {last}." in stderr
+        last = step
+    command = [*_launch_command(workdir), "--config.train.num_steps=60"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"at step {last}." in result.stderr
+    assert int(restore_state(workdir).step) == 60
+    records = read_metrics(workdir)
+    for split in {r["split"] for r in records}:
+        steps = [r["step"] for r in records if r["split"] == split]
+        assert steps == sorted(set(steps)), (split, steps)  # strictly increasing
+    assert all(set(r) - {"step", "split"} for r in records)  # no record without values
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert set(range(EVERY, 61, EVERY)) <= set(train_steps)
+
+
+# ------------------------------------------------------------------------------------------
+# 8. A damaged checkpoint: reported in one line, the newest intact one instead, nothing deleted
+
+
+def _damage(checkpoint_dir, how: str) -> str:
+    """Cuts the largest array file of the checkpoint's state in half (or deletes it); returns
+    its path relative to the step directory."""
+    files = [os.path.join(base, name)
+             for base, _, names in os.walk(os.path.join(checkpoint_dir, "state", "d"))
+             for name in names]
+    path = max(files, key=os.path.getsize)
+    if how == "delete":
+        os.remove(path)
+    else:
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    return os.path.relpath(path, checkpoint_dir)
+
+
+def _tree(path) -> dict[str, bytes]:
+    return {os.path.relpath(os.path.join(base, name), path):
+            open(os.path.join(base, name), "rb").read()
+            for base, _, names in os.walk(path) for name in names}
+
+
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_a_damaged_checkpoint_falls_back_to_the_newest_intact_one(how, tmp_path, capfd):
+    workdir = str(tmp_path)
+    save_toy_run(workdir, 3)
+    directory = checkpointing.checkpoint_dir(workdir)
+    damaged = _damage(os.path.join(directory, "3"), how)
+    before = _tree(directory)
+    cause = "file cut short" if how == "truncate" else "missing file"
+
+    # Read only (--mode=eval): step 2 is restored, nothing is moved or written.
+    manager = checkpointing.make_manager(workdir, save_every=1, keep=10, create=False)
+    data = _toy_iterator()
+    assert_trees_bitwise_equal(checkpointing.restore(manager, _toy_abstract(), data),
+                               _toy_state(2))
+    np.testing.assert_array_equal(next(data)["x"], _toy_batches(3)[2])  # step 2's data order
+    manager.close()
+    lines = [line for line in capfd.readouterr().err.splitlines() if "damaged" in line]
+    assert lines == [f"Checkpoint 3 in {directory} is damaged ({damaged}: {cause}); restoring "
+                     "the newest intact one, step 2."]
+    assert _tree(directory) == before
+
+    # A run that trains on: the damaged step is moved aside (all its files kept), and a new
+    # checkpoint of step 3 is written beside it, not over it.
+    manager = checkpointing.make_manager(workdir, save_every=1, keep=2)
+    data = _toy_iterator()
+    checkpointing.restore(manager, _toy_abstract(), data, set_aside=True)
+    aside = os.path.join(workdir, checkpointing.DAMAGED_SUBDIR)
+    assert f"moved to {aside}/ (nothing is deleted)" in capfd.readouterr().err
+    assert _tree(os.path.join(aside, "3")) == {k.removeprefix("3/"): v for k, v in
+                                               before.items() if k.startswith("3/")}
+    assert list(manager.all_steps()) == [1, 2] and manager.latest_step() == 2
+    for step in (3, 4, 5):  # retention (keep=2) never reaches the damaged one
+        checkpointing.save(manager, step, _toy_state(step), data)
+    manager.close()
+    assert saved_steps(workdir) == [4, 5] and os.listdir(aside) == ["3"]
+
+    # Every checkpoint damaged: one line, nothing touched.
+    for step in saved_steps(workdir):
+        _damage(os.path.join(directory, str(step)), how)
+    before = _tree(tmp_path)
+    manager = checkpointing.make_manager(workdir, save_every=1, keep=2)
+    with pytest.raises(errors.DamagedCheckpointError) as info:
+        checkpointing.restore(manager, _toy_abstract(), _toy_iterator(), set_aside=True)
+    # A damaged step other than the latest, asked for by number: no fallback.
+    with pytest.raises(errors.DamagedCheckpointError, match=(
+            rf"^The checkpoint of step 4 in .* is damaged \(state/d/\w+: {cause}\); "
+            r"nothing was deleted\. Choose another of the kept steps \[4, 5\]\.$")):
+        checkpointing.restore(manager, _toy_abstract(), step=4)
+    manager.close()
+    assert re.fullmatch(rf"Every checkpoint in {re.escape(directory)} is damaged \(5: .*; 4: "
+                        r".*\); nothing was deleted\. Copy them back from a backup, or train "
+                        r"afresh with a new --workdir\.", str(info.value)), str(info.value)
+    assert _tree(tmp_path) == before
+
+
+def test_a_damaged_checkpoint_stops_the_launcher_in_one_line(tmp_path, compile_cache):
+    """Through the launcher: the latest checkpoint damaged, the run resumes from the one
+    before; all of them damaged, exit status 1 and one `error:` line."""
+    env = _launch_env(compile_cache)
+    command = [*_launch_command(tmp_path), "--config.train.num_steps=10"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    directory = checkpointing.checkpoint_dir(str(tmp_path))
+    assert saved_steps(tmp_path) == [5, 10]
+    _damage(os.path.join(directory, "10"), "truncate")
+    (tmp_path / "metrics.jsonl").write_text(  # a record cut short by a killed run
+        (tmp_path / "metrics.jsonl").read_text() + '{"step": 11, "spl')
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert re.search(r"^Checkpoint 10 in .* is damaged \(state/d/\w+: file cut short\); moved "
+                     r"to .*damaged_checkpoints/ \(nothing is deleted\); restoring the newest "
+                     r"intact one, step 5\.$", result.stderr, re.M), result.stderr[-3000:]
+    # Step 10's records and the one cut short are dropped, then step 10 is logged again.
+    assert re.search(r"at step 5\. Dropped the \d+ records of metrics\.jsonl logged after it\.",
+                     result.stderr), result.stderr[-3000:]
+    assert saved_steps(tmp_path) == [5, 10]
+    assert os.listdir(tmp_path / "damaged_checkpoints") == ["10"]
+    records = read_metrics(tmp_path)
+    assert [r["step"] for r in records if r["split"] == "train"] == [5, 10]
+
+    for step in saved_steps(tmp_path):
+        _damage(os.path.join(directory, str(step)), "delete")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors_ = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors_) == 1 and errors_[0].startswith(
+        f"error: Every checkpoint in {directory} is damaged (10: state/d/"), result.stderr
+    assert saved_steps(tmp_path) == [5, 10]
