@@ -15,7 +15,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from seqdis_jax import checkpointing, evaluators, fit, models, parallel
+from seqdis_jax import checkpointing, evaluators, fit, models, parallel, report
 from seqdis_jax import judge as judge_lib
 from seqdis_jax.data import registry as data_registry
 from seqdis_jax.data.pipeline import RECORD_KEY
@@ -43,7 +43,8 @@ from seqdis_jax.train_step import (  # noqa: F401 (the step's API, re-exported)
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains `config.method` on `config.data`, resuming from `workdir` when a checkpoint is
     there, checkpoints every `config.train.checkpoint_every` steps and at the end, then runs
-    the evaluators. Returns the evaluation metrics."""
+    the evaluators (their pictures and report.html: seqdis_jax/report.py). Returns the
+    evaluation metrics."""
     method = models.get_method(config.method)
     train_data = data_registry.load(config.data, "train")
     model = method.build(config)
@@ -62,6 +63,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     scalars = {k: v for k, v in results.items() if isinstance(v, (int, float))}
     writer.write(int(state.step), scalars, "test")
     writer.close()
+    report.after_evaluation(config, workdir, results)  # TensorBoard pictures, report.html
     return results
 
 
@@ -170,9 +172,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
     eval_rng = jax.random.split(jax.random.PRNGKey(config.seed), 3)[2]
     step = int(state.step)
     results_file = "metrics.json" if step == latest else f"metrics_step{step}.json"
-    return evaluators.run_evaluators(config, workdir, model, state, eval_rng,
-                                     judge_loader=judge_lib.restore_judge,
-                                     results_file=results_file)
+    results = evaluators.run_evaluators(config, workdir, model, state, eval_rng,
+                                        judge_loader=judge_lib.restore_judge,
+                                        results_file=results_file)
+    report.after_evaluation(config, workdir, results, results_file)
+    return results
 
 
 def _checkpoint_step(manager: Any, checkpoint: str | int, best_metric: str) -> int:
