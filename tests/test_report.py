@@ -104,6 +104,11 @@ def test_an_earlier_checkpoints_evaluation_gets_its_own_report(run_dir):
 
 def _browser() -> str:
     found = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
+    if found is None and not os.environ.get("SEQDIS_REQUIRE_BROWSER"):
+        # A fresh machine (the README's test command) may lack a browser; CI sets
+        # SEQDIS_REQUIRE_BROWSER=1 after installing one (.ci/run), so there it must run.
+        pytest.skip(f"no headless Chromium on PATH (looked for {', '.join(BROWSERS)}); "
+                    "`apt-get install chromium-headless-shell` (Debian) runs this test.")
     if found is None:
         pytest.fail(f"no headless Chromium on PATH (looked for {', '.join(BROWSERS)}): install "
                     "it, e.g. `apt-get install chromium-headless-shell` (Debian), to test "
