@@ -125,9 +125,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.eval.downstream_train_limit = 20_000  # train sequences encoded for the predictors
 
     # The judge classifier that scores generated sequences (seqdis_jax/judge.py). One judge
-    # per dataset, shared by every run on it: train it with --mode=judge.
+    # per dataset, shared by every run on it: train it with --mode=judge. A relative path is
+    # taken from the parent of --workdir (runs/x -> runs/judges/<dataset>), not from the
+    # current directory (experiments/main.py resolve_judge_dir).
     config.judge = ml_collections.ConfigDict()
-    config.judge.workdir = "runs/judges/unset"  # experiment files set runs/judges/<dataset>
+    config.judge.workdir = "judges/unset"  # experiment files set judges/<dataset>
     config.judge.train_if_missing = False  # True: the first evaluation trains it
     config.judge.min_accuracy = 0.99  # factors judged less accurately are not scored
     config.judge.feature_dim = 128
@@ -151,7 +153,7 @@ def base_config() -> ml_collections.ConfigDict:
 def shrink_to_smoke(config: ml_collections.ConfigDict, judge_batch_size: int) -> None:
     """The `:smoke` variant of any config, in place: a few steps at tiny width, every evaluator
     and a 4-step judge trained on first use (scored anyway), so tests run the whole pipeline in
-    seconds. The judge goes to runs/judges/<dataset>_smoke."""
+    seconds. The judge goes to judges/<dataset>_smoke."""
     config.data.batch_size = 4
     config.model.width = 0.0625
     config.model.feature_dim = 16
@@ -170,7 +172,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict, judge_batch_size: int) ->
     config.eval.latent_seeds = 2
     config.eval.mi_batch_size = 8
     config.eval.mi_every = 2
-    config.judge.workdir = f"runs/judges/{config.data.name}_smoke"
+    config.judge.workdir = f"judges/{config.data.name}_smoke"
     config.judge.train_if_missing = True
     config.judge.min_accuracy = 0.0  # a 4-step judge is not accurate; score anyway
     config.judge.width = 0.0625

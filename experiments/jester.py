@@ -45,7 +45,7 @@ def get_config(arg: str | None = None):
     config.train.num_steps = 600 * TRAIN_SEQUENCES // 16
     config.eval.limit = None
     config.eval.mi_every = 0
-    config.judge.workdir = "runs/judges/jester"
+    config.judge.workdir = "judges/jester"
     config.judge.min_accuracy = 0.9
     if variant.startswith("cdsvae"):
         use_method(config, "cdsvae")

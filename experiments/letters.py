@@ -46,7 +46,7 @@ def get_config(arg: str | None = None):
     config.train.num_steps = 600 * TRAIN_SEQUENCES // 64
     config.eval.limit = None
     config.eval.mi_every = 0
-    config.judge.workdir = "runs/judges/letters"
+    config.judge.workdir = "judges/letters"
     if variant.startswith("cdsvae"):
         use_method(config, "cdsvae")
     else:  # Table 6, Letters

@@ -1,10 +1,19 @@
-"""Launcher: `python -m experiments.main --config=experiments/<name>.py[:variant] --workdir=DIR`.
+"""Trains a sequential-disentanglement model (DSVAE, C-DSVAE, SPYL, DBSE, R-WAE) on a dataset
+as an experiment config file says, then evaluates it; or re-evaluates a trained run, or trains
+the dataset's judge classifier.
+
+Usage:
+  python -m experiments.main --config=experiments/<name>.py[:variant] --workdir=DIR [flags]
+  python -m experiments.main --list      every config file, its variants and the methods
+
+Example (the Quickstart: DSVAE on moving shapes on a CPU, about 5 minutes, judge included):
+  python -m experiments.main --config=experiments/shapes.py --workdir=runs/shapes
 
 Flags:
   --config             an ml_collections config file, optionally `:variant`; override any field
                        with --config.a.b=value (unknown fields and wrong types are refused).
   --workdir            where checkpoints, logs, metrics.json, PNG grids and config.json go.
-                       A workdir with checkpoints is resumed. Not used by --mode=judge.
+                       A workdir with checkpoints is resumed. Optional with --mode=judge.
   --mode               train (train, then evaluate), eval (restore the latest checkpoint and
                        evaluate only) or judge (train the dataset's judge classifier into
                        config.judge.workdir and report its test accuracy per factor).
@@ -16,6 +25,13 @@ Flags:
                        the coordinator, process count and index; elsewhere pass
                        --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
                        Every process runs the same command.
+  --list               print the config files, their variants and the methods; then exit.
+  --helpfull           every flag, absl's logging flags too.
+
+Judges: a relative config.judge.workdir (the configs set judges/<dataset>) is taken from the
+parent of --workdir, wherever the command runs: --workdir=runs/shapes uses runs/judges/shapes,
+--workdir=/tmp/x/shapes uses /tmp/x/judges/shapes. --mode=judge without --workdir takes it from
+the current directory. config.json records the absolute path.
 
 The devices (all of every process by default) form the mesh of config.mesh
 (seqdis_jax/parallel.py): config.data.batch_size is the global batch, split over them.
@@ -47,6 +63,8 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "--multihost: number of processes (default: detected).")
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "--multihost: this process's index (default: detected).")
+flags.DEFINE_bool("list", False, "Print the config files, their variants and the methods, "
+                  "then exit (needs no --config).")  # acted on in parse_flags
 flags.mark_flags_as_required(["config"])
 
 
@@ -109,12 +127,26 @@ def _check_existing_judge(config, test_data) -> None:
         judge.check_compatible(metadata, config, test_data, judge_dir)
 
 
+def resolve_judge_dir(judge_dir: str, workdir: str | None) -> str:
+    """config.judge.workdir as an absolute path: a relative one is taken from the parent of
+    `workdir` (runs/x -> runs/judges/...), or from the current directory without a workdir, so
+    the judge a run uses does not depend on where the command runs. Absolute paths (and '',
+    left to the config checks) are returned unchanged."""
+    path = os.path.expanduser(judge_dir)
+    if not path or os.path.isabs(path):
+        return path
+    base = (os.path.dirname(os.path.abspath(os.path.expanduser(workdir))) if workdir
+            else os.getcwd())
+    return os.path.normpath(os.path.join(base, path))
+
+
 def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
     """Validates everything, then trains and/or evaluates. Nothing is written before the
     checks pass."""
     from seqdis_jax import configuration, evaluators, judge, parallel, train
     from seqdis_jax.data import registry
 
+    config.judge.workdir = resolve_judge_dir(config.judge.workdir, workdir)  # saved resolved
     configuration.validate(config)
     mesh = parallel.mesh_from_config(config)  # the devices can split the batches
     parallel.check_batch_size(config.data.batch_size, mesh)
@@ -145,20 +177,34 @@ def run(config, workdir: str, mode: str, checkpoint: str = "latest") -> dict:
     if mode == "eval":
         return train.evaluate_checkpoint(config, workdir, checkpoint)
     os.makedirs(workdir, exist_ok=True)
-    configuration.save_config(config, workdir)
-    return train.train_and_evaluate(config, workdir)
+    # Locked from before config.json is written until the evaluation after training is done
+    # (fit takes the same lock again: it is re-entrant within a process). --mode=eval is not
+    # locked: evaluating a kept checkpoint of a run that is still training is a normal use.
+    import jax
+
+    from seqdis_jax import workdir_lock
+
+    with workdir_lock.held(workdir, enabled=jax.process_index() == 0):
+        configuration.save_config(config, workdir)
+        return train.train_and_evaluate(config, workdir)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, except that a bad flag (a config file that cannot be loaded, an
     override of a field the config lacks or of the wrong type, an unknown flag) stops with one
-    `error: ...` line on stderr and exit status 2 instead of a traceback."""
+    `error: ...` line on stderr and exit status 2 instead of a traceback. --help / -h /
+    --helpfull print the usage and --list the configs, with exit status 0, before any other
+    flag is read (absl's --help exits 1, and --config is required otherwise)."""
+    _print_help_or_list(argv)
     try:
         rest = flags.FLAGS(argv)
         _CONFIG.value.get("method")  # a config file that failed to load raises here
         return rest
     except flags.Error as e:
-        message = _explain_flag_error(str(e), argv)
+        message = ("--config is required: pass --config=experiments/<name>.py[:variant] "
+                   "(--list shows the config files and their variants, --help the usage)."
+                   if "--config must have a value other than None" in str(e)
+                   else _explain_flag_error(str(e), argv))
     except (AttributeError, KeyError, TypeError) as e:  # ml_collections: a missing field
         message = _unknown_field(argv) or (
             f"a --config override names no field of the config ({e!r}); fix the flag.")
@@ -169,6 +215,39 @@ def parse_flags(argv: list[str]) -> list[str]:
                    f"relative to {os.getcwd()}).")
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+_HELP_FLAGS = {"h": "short", "help": "short", "helpshort": "short", "?": "short",
+               "helpfull": "full"}
+
+
+def _print_help_or_list(argv: list[str]) -> None:
+    """With a help flag or --list (before a `--`), prints the usage or the config listing and
+    exits 0."""
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        name, _, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or value.lower() in ("false", "0"):
+            continue
+        if name in _HELP_FLAGS:
+            text = __doc__.strip()
+            if _HELP_FLAGS[name] == "full":
+                text += "\n\nEvery flag:\n" + flags.FLAGS.get_help()
+            _print_and_exit(text)
+        if name == "list":
+            from experiments import catalog
+
+            _print_and_exit(catalog.listing())
+
+
+def _print_and_exit(text: str) -> None:
+    """Prints `text` and exits 0, also into a pipe closed early (`--list | head`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(0)
 
 
 def _overrides(argv: list[str]) -> list[tuple[str, str]]:
@@ -248,7 +327,14 @@ def known_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], 
 
     return ((errors.UserInputError, errors.MissingCheckpointError, errors.JudgeMismatchError,
              errors.MissingLabelError, NotPreparedError),
-            (errors.CheckpointWriteError, errors.NonFiniteTrainingError))
+            (errors.CheckpointWriteError, errors.NonFiniteTrainingError,
+             errors.DamagedCheckpointError))
+
+
+def _resume_command() -> str:
+    import shlex
+
+    return shlex.join(["python", "-m", "experiments.main", *sys.argv[1:]])
 
 
 def main(argv: list[str]) -> None:
@@ -265,36 +351,34 @@ def main(argv: list[str]) -> None:
     except failures as e:  # a run that failed midway
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
+        print(f"{e}; resume with: {_resume_command()}", file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:  # outside the training loop (setup, evaluation) or a 3rd Ctrl-C
+        print("Interrupted (SIGINT); the checkpoints saved so far are intact; run the same "
+              f"command to resume: {_resume_command()}", file=sys.stderr, flush=True)
+        sys.exit(130)
     logging.info("Results: %s", results)
     print(format_results(results, _WORKDIR.value if _MODE.value != "judge" else None),
           flush=True)
 
 
-ACCURACY_SUFFIXES = ("accuracy", "/svc", "/knn", "/random_forest")
-
-
 def format_results(results: dict, workdir: str | None = None) -> str:
     """A two-column table of the scalar results; `x` and `x_std` share a row as mean +- std.
     An accuracy of a label shows that label's chance level; an MWS mutual information at the
-    estimator's ceiling (log M) is flagged as such. With `workdir`, the files it holds."""
-    chance = {k.removeprefix("chance/"): v for k, v in results.items()
-              if k.startswith("chance/")}
-    ceiling = results.get("mi/ceiling")
+    estimator's ceiling (log M) is flagged as such (`report.result_rows` pairs them, for
+    report.html too). With `workdir`, the files it holds."""
+    from seqdis_jax.report import result_rows
+
     rows = []
-    for key in sorted(results):
-        value = results[key]
-        if (key.endswith("_std") or key.startswith("chance/") or key == "mi/ceiling"
-                or not isinstance(value, (int, float))):
-            continue
-        std = results.get(f"{key}_std")
-        text = f"{value:.5g}" + (f" +- {std:.3g}" if std is not None else "")
-        label = next((f for f in chance if f"/{f}/" in key or f"/{f}_from_" in key), None)
-        if label is not None and key.endswith(ACCURACY_SUFFIXES):
-            text += f"  (chance {chance[label]:.3f})"
-        if key.startswith("mi/") and ceiling is not None and value >= ceiling - 0.05:
-            text += (f"  (at the estimator's ceiling log M = {ceiling:.3f}: a bound, not a "
+    for r in result_rows(results):
+        text = f"{r.value:.5g}" + (f" +- {r.std:.3g}" if r.std is not None else "")
+        if r.chance is not None:
+            text += f"  (chance {r.chance:.3f})"
+        if r.ceiling is not None:
+            text += (f"  (at the estimator's ceiling log M = {r.ceiling:.3f}: a bound, not a "
                      "measurement; raise config.eval.mi_batch_size)")
-        rows.append((key, text))
+        rows.append((r.key, text))
     width = max((len(k) for k, _ in rows), default=0)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if workdir and os.path.isdir(workdir):

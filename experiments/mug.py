@@ -71,7 +71,7 @@ def get_config(arg: str | None = None):
     config.eval.limit = None  # every test clip (about 700)
     config.eval.mi_every = 0
 
-    config.judge.workdir = "runs/judges/mug"
+    config.judge.workdir = "judges/mug"
     config.judge.min_accuracy = 0.9
     config.judge.batch_size = 64
     config.judge.train.num_steps = 3000

@@ -4,9 +4,9 @@ Run (train, then evaluate into the workdir):
     python -m experiments.main --config=experiments/shapes.py --workdir=/tmp/shapes
 
 Variants: `:default` (the Quickstart job: 32x32 frames, three shapes, 8 compass motions; its
-first run trains the judge into runs/judges/shapes_quickstart), `:64px` (the earlier
-Quickstart: 64x64, five shapes, 9 motion types, eighth width, 1400 steps; judge with
---mode=judge) and `:smoke` (a few steps at tiny width in the 64x64 form, for tests; the
+first run trains the judge into judges/shapes_quickstart beside the workdir, /tmp/judges here),
+`:64px` (the earlier Quickstart: 64x64, five shapes, 9 motion types, eighth width, 1400 steps;
+judge with --mode=judge) and `:smoke` (a few steps at tiny width in the 64x64 form, for tests; the
 32x32 path is tested by tests/test_nn.py and, whole, by the slow tests/test_quickstart.py).
 Measured (2 CPU cores, Intel Xeon family 6 model 167, nothing else running, 2026-12-05):
 4 min 35 s for the whole job on a fresh clone, judge included (1.000 on every factor); fix d /
@@ -65,9 +65,9 @@ def get_config(arg: str | None = None):
                               "latent_classification", "verification_eer")
 
     # The judge: quarter width, 1000 steps (about a minute on 2 cores; 1.000 on every factor,
-    # docs/results.md), trained by the first run and kept in runs/judges/shapes_quickstart for
-    # every later run on this data.
-    config.judge.workdir = "runs/judges/shapes_quickstart"
+    # docs/results.md), trained by the first run and kept in judges/shapes_quickstart
+    # (beside the workdir) for every later run on this data.
+    config.judge.workdir = "judges/shapes_quickstart"
     config.judge.train_if_missing = True
     config.judge.width = 0.25
     config.judge.feature_dim = 64
@@ -91,7 +91,7 @@ def get_config(arg: str | None = None):
         config.train.checkpoint_every = 700
         config.eval.evaluators = ("reconstruction", "grids", "latent_classification",
                                   "verification_eer", "tsne")  # the judged ones: --mode=judge
-        config.judge.workdir = "runs/judges/shapes"
+        config.judge.workdir = "judges/shapes"
         config.judge.train_if_missing = False
         config.judge.train.num_steps = 6000
         config.judge.train.checkpoint_every = 1000

@@ -63,7 +63,7 @@ def get_config(arg: str | None = None):
     config.eval.limit = None
     config.eval.mi_every = 0
 
-    config.judge.workdir = "runs/judges/smmnist"
+    config.judge.workdir = "judges/smmnist"
     config.judge.batch_size = 64
     config.judge.train.num_steps = 5000
 
@@ -72,7 +72,7 @@ def get_config(arg: str | None = None):
         config.data.num_train = 20_000
         config.data.num_test = 2_000
         config.train.num_steps = 1000
-        config.judge.workdir = "runs/judges/smmnist_cpu"
+        config.judge.workdir = "judges/smmnist_cpu"
         config.judge.train.num_steps = 3000
         # A quarter-width judge of the digit pairs on a CPU budget: 3000 steps (17 min) reach
         # 0.888 test accuracy (docs/results.md); a factor below this threshold is not scored.

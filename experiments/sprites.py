@@ -64,7 +64,7 @@ def get_config(arg: str | None = None):
     config.eval.judge_balanced_per_class = -1  # IS, H(y|x), H(y): first k of each class
     config.eval.mi_every = 500
 
-    config.judge.workdir = "runs/judges/sprites"
+    config.judge.workdir = "judges/sprites"
     config.judge.train.num_steps = 3000
     config.judge.batch_size = 64
 
@@ -77,7 +77,7 @@ def get_config(arg: str | None = None):
         config.eval.judge_repeats = 10
         config.train.best_metric = "judge_curve/fix_dynamics/mean_accuracy"
         config.train.best_mode = "max"
-        config.judge.workdir = "runs/judges/sprites_cpu"
+        config.judge.workdir = "judges/sprites_cpu"
         config.judge.train.num_steps = 2000
         config.judge.train.checkpoint_every = 1000
     elif variant == "smoke":

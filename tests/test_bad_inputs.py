@@ -535,7 +535,7 @@ def _locked_by(pid: int, host: str | None = None) -> Callable:
     return act
 
 
-LOCK_NEW_FILES = ("new_run", "new_run/run.lock", "new_run/config.json")
+LOCK_NEW_FILES = ("new_run", "new_run/run.lock")  # the refusal writes no config.json
 PREPARE_FSDD = r"re-prepare it with: python -m data_prep\.fsdd --source_dir=.* --data_dir="
 
 CASES: dict[str, Case] = {

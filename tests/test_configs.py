@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHEETS = os.path.join(ROOT, "..", "shared", "data", "sprites_lpc")
 CONFIG_MODULES = sorted(
     m.name for m in pkgutil.iter_modules(experiments.__path__)
-    if m.name not in ("main", "base", "reproduce")
+    if m.name not in ("main", "base", "reproduce", "catalog")
 )
 
 
