@@ -63,8 +63,8 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     "num_processes", None, "--multihost: number of processes (default: detected).")
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", None, "--multihost: this process's index (default: detected).")
-flags.DEFINE_bool("list", False, "Print the config files, their variants and the methods, "
-                  "then exit (needs no --config).")  # acted on in parse_flags
+# --list is read by parse_flags before absl parses (it needs no --config); it is no absl flag,
+# so that experiments.reproduce (whose --list lists its tables) can be imported beside this.
 flags.mark_flags_as_required(["config"])
 
 
@@ -196,6 +196,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     --helpfull print the usage and --list the configs, with exit status 0, before any other
     flag is read (absl's --help exits 1, and --config is required otherwise)."""
     _print_help_or_list(argv)
+    argv = [a for a in argv if not re.match(r"--?(no)?list(=|$)", a)]  # --list=false, --nolist
     try:
         rest = flags.FLAGS(argv)
         _CONFIG.value.get("method")  # a config file that failed to load raises here

@@ -83,7 +83,7 @@ def _dbse_row(table: str):
     return lambda m: ("dbse", table, NAMES[m]) if m != "dsvae" else None
 
 
-NAMES = {"dsvae": "DSVAE", "cdsvae": "C-DSVAE", "spyl": "SPYL", "dbse": "DBSE", "rwae": "R-WAE"}
+NAMES = paper_results.METHOD_NAMES
 JUDGED = (Column("Acc", "fix_dynamics/motion/accuracy", True),
           Column("IS", "fix_dynamics/motion/inception_score_balanced"),
           Column("H(y|x)", "fix_dynamics/motion/entropy_y_given_x_balanced"),

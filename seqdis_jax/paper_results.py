@@ -41,6 +41,9 @@ import dataclasses
 import re
 
 PAPERS = ("cdsvae", "spyl", "dbse", "rwae")
+# How the papers print each method of ours (config.method) in their rows (`method`).
+METHOD_NAMES = {"dsvae": "DSVAE", "cdsvae": "C-DSVAE", "spyl": "SPYL", "dbse": "DBSE",
+                "rwae": "R-WAE"}
 
 
 @dataclasses.dataclass(frozen=True)

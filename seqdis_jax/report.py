@@ -42,9 +42,6 @@ GRIDS = (
 )
 TSNE = ("tsne.png", "t-SNE", "t-SNE of s (top) and of d_1:T (bottom), one panel per label, "
         "points coloured by its value")
-# How the papers print each method's row (paper_results' `method`).
-PAPER_NAMES = {"dsvae": "DSVAE", "cdsvae": "C-DSVAE", "spyl": "SPYL", "dbse": "DBSE",
-               "rwae": "R-WAE"}
 ACCURACY_SUFFIXES = ("accuracy", "/svc", "/knn", "/random_forest")
 # Training-curve keys left out of the plots: a running total of another curve.
 UNPLOTTED = ("skipped_total",)
@@ -86,7 +83,7 @@ def result_rows(results: Mapping[str, Any]) -> list[ResultRow]:
 def paper_numbers(method: str, dataset: str, keys: Sequence[str]
                   ) -> dict[str, list[paper_results.PaperResult]]:
     """key -> what the papers report for `method` on `dataset` under that metrics.json key."""
-    name = PAPER_NAMES.get(method)
+    name = paper_results.METHOD_NAMES.get(method)
     if name is None:
         return {}
     found: dict[str, list[paper_results.PaperResult]] = {}
@@ -359,7 +356,7 @@ def render(workdir: str, results: Mapping[str, Any], config: Mapping[str, Any]) 
                     for k, v in identity(workdir, config, results))
     nav = "".join(f"<a href='#{anchor}'>{title}</a>" for anchor, title, _ in sections)
     body = "".join(f"<h2 id={anchor}>{title}</h2>{content}" for anchor, title, content in sections)
-    title = f"{PAPER_NAMES.get(method, method)} on {dataset}"
+    title = f"{paper_results.METHOD_NAMES.get(method, method)} on {dataset}"
     return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<title>{html.escape(title)} — {html.escape(os.path.basename(workdir))}</title>"
             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
