@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import sys
+import threading
+import warnings
 from typing import Any
 
 import grain
@@ -159,10 +162,10 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any
     items = dict(state=ocp.args.StandardRestore(abstract_state))
     if data_iterator is not None:
         items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+    _quiet_closed_loop_callbacks()  # before: a damaged file's echoes can come at any time
     try:
         restored = manager.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:
-        _quiet_closed_loop_callbacks()
         step_dir = os.path.join(os.fspath(manager.directory), str(step))
         cause = damage_cause(e, step_dir)
         if cause is not None:
@@ -194,6 +197,27 @@ def _quiet_closed_loop_callbacks() -> None:
 
     hook._drops_closed_loop_callbacks = True
     sys.unraisablehook = hook
+    previous_thread_hook = threading.excepthook
+
+    def thread_hook(args):  # the same error, raised in tensorstore's callback threads
+        if not (isinstance(args.exc_value, RuntimeError)
+                and str(args.exc_value) == "Event loop is closed"):
+            previous_thread_hook(args)
+
+    threading.excepthook = thread_hook
+    # The reads of the damaged file that no one awaited anymore are also logged by asyncio
+    # ("Task exception was never retrieved", a traceback), after the one-line report.
+    logging.getLogger("asyncio").addFilter(_drop_unretrieved_damaged_reads)
+    # ... and the coroutines of that restore that never started warn when collected.
+    warnings.filterwarnings("ignore", message=r"coroutine '.*' was never awaited",
+                            category=RuntimeWarning)
+
+
+def _drop_unretrieved_damaged_reads(record: logging.LogRecord) -> bool:
+    """False (drop) for asyncio's report of an unawaited read that failed on a damaged file."""
+    error = record.exc_info[1] if record.exc_info else None
+    return not ("exception was never retrieved" in str(record.msg)  # a Task or a Future
+                and error is not None and any(code in str(error) for code in _STATUS))
 
 
 # tensorstore's status codes for unreadable files (its errors are ValueErrors): a file that is
