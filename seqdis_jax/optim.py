@@ -50,7 +50,7 @@ def step_groups(tx: optax.GradientTransformation, labels: Any, active: Sequence[
     optax has no "step these labels only": `set_to_zero` or `masked` per phase would change the
     state's structure between phases, and a zero gradient through Adam still moves parameters
     by their momentum. So the full partition update runs and the inactive groups' results are
-    dropped (XLA removes their dead computation)."""
+    dropped (whether XLA then removes their computation as dead code is not measured)."""
     updates, new_state = tx.update(grads, opt_state, params)
     inner = {group: new_state.inner_states[group] if group in active else state
              for group, state in opt_state.inner_states.items()}
