@@ -81,14 +81,15 @@ def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state():
     assert losses[-3:].mean() < losses[:3].mean()
 
 
-def test_eight_simulated_devices_train_like_one():
+def test_eight_simulated_devices_train_like_one(request):
     """tests/multidevice_checks.py in a process started with 8 host-platform devices: sharded
-    training and evaluation against one device."""
+    training and evaluation against one device (its tests selected by this run's -m)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "")
                          + " --xla_force_host_platform_device_count=8").strip()}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-m", request.config.getoption("markexpr") or "",
          os.path.join(HERE, "multidevice_checks.py")],
         env=env, capture_output=True, text=True, cwd=os.path.dirname(HERE))
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
