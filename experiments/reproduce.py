@@ -3,6 +3,7 @@ and writes our numbers beside the papers'.
 
     python -m experiments.reproduce --table=sprites_generation --budget=cpu --root=DIR
     python -m experiments.reproduce --list          # the tables, their rows and their runs
+    python -m experiments.reproduce --table=sprites_generation --only=dbse_sprites:cpu_code
 
 --budget picks each row's config variant: `smoke` (seconds; CI runs it), `cpu` (the `:cpu`
 variants: hours on 2 CPU cores) or `paper` (the papers' settings; a GPU/TPU). Runs live in
@@ -39,6 +40,10 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Prepared datasets (default: c
 _FINISHED_ONLY = flags.DEFINE_bool(
     "finished_only", False, "Train nothing: write the table from the runs that have finished "
     "and mark the others with the step they reached.")
+_ONLY = flags.DEFINE_list(
+    "only", None, "Train only these rows' runs, each named config:variant (dbse_sprites:"
+    "cpu_code for experiments/dbse_sprites.py:cpu_code, --list shows them); the other rows "
+    "are read as with --finished_only.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,14 +349,30 @@ def _result_line(table: Table, row: Row, label: str, evaluated: list[dict]) -> s
     return f"| {row.label} | {label} | " + " | ".join(cells) + " |"
 
 
+def run_id(row: Row, budget: str) -> str:
+    """How --only names a row's run: config:variant."""
+    return f"{row.config}:{row.variants[budget]}"
+
+
+def check_only(names: list[str], only: list[str], budget: str) -> None:
+    """Refuses an --only entry that names no run of the tables, with the ones that exist."""
+    known = {run_id(row, budget) for name in names for row in TABLES[name].rows}
+    unknown = [o for o in only if o not in known]
+    if unknown:
+        raise ValueError(f"--only names no run of {names} at --budget={budget}: {unknown}; "
+                         f"choose from {sorted(known)}.")
+
+
 def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str | None = None,
-              finished_only: bool = False) -> str:
+              finished_only: bool = False, only: list[str] | None = None) -> str:
     """Trains / resumes / reads every run of table `name` (`finished_only`: reads the finished
-    ones only); writes and returns ROOT/name.md."""
+    ones only; `only`: trains the runs of these config:variant names, reads the others);
+    writes and returns ROOT/name.md."""
     table = TABLES[name]
     start = time.perf_counter()
-    records = {row.label: [run(row, budget, seed, root, data_dir, finished_only)
-                           for seed in range(seeds)] for row in table.rows}
+    records = {row.label: [run(row, budget, seed, root, data_dir, finished_only or (
+        only is not None and run_id(row, budget) not in only)) for seed in range(seeds)]
+        for row in table.rows}
     text = render(name, table, records, budget, seeds, time.perf_counter() - start)
     path = os.path.join(root, f"{name}.md")
     os.makedirs(root, exist_ok=True)  # --finished_only may have created no run under it
@@ -386,12 +407,18 @@ def main(argv: list[str]) -> None:
     from experiments.main import known_errors
 
     input_errors, failures = known_errors()
+    if _ONLY.value is not None:
+        try:
+            check_only(names, _ONLY.value, _BUDGET.value)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     root = os.path.abspath(os.path.expanduser(_ROOT.value))
     os.makedirs(root, exist_ok=True)
     for name in names:
         try:
             path = reproduce(name, _BUDGET.value, root, _SEEDS.value, _DATA_DIR.value,
-                             _FINISHED_ONLY.value)
+                             _FINISHED_ONLY.value, _ONLY.value)
         except input_errors + failures as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2 if isinstance(e, input_errors) else 1)

@@ -58,7 +58,11 @@ def test_smoke_table_trains_ranks_renders_and_rereads(tmp_path, monkeypatch):
                                   finished_only=True)  # trains nothing
     assert "| DSVAE | not finished (step 0 of 4) | n/a |" in open(pending).read()
     assert not os.path.exists(os.path.join(root, "runs", "sprites_smoke_seed0"))
-    path = reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir)
+    reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir,
+                        only=["cdsvae_sprites:smoke"])  # another row's run: DSVAE is read
+    assert not os.path.exists(os.path.join(root, "runs", "sprites_smoke_seed0"))
+    path = reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir,
+                               only=["sprites:smoke"])
     text = open(path, encoding="utf-8").read()
     workdir = os.path.join(root, "runs", "sprites_smoke_seed0")
     assert os.path.exists(os.path.join(workdir, "metrics.json"))
@@ -69,3 +73,9 @@ def test_smoke_table_trains_ranks_renders_and_rereads(tmp_path, monkeypatch):
     mtime = os.path.getmtime(os.path.join(workdir, "metrics.jsonl"))
     reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir)
     assert os.path.getmtime(os.path.join(workdir, "metrics.jsonl")) == mtime  # read, not re-run
+
+
+def test_only_refuses_a_run_no_table_has():
+    reproduce.check_only(["sprites_generation"], ["dbse_sprites:cpu_code"], "cpu")
+    with pytest.raises(ValueError, match="dbse_sprites:cpu_codee.*choose from"):
+        reproduce.check_only(["sprites_generation"], ["dbse_sprites:cpu_codee"], "cpu")
