@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from seqdis_jax import checkpointing, configuration, models
+from seqdis_jax import checkpointing, configuration, models, train_step
 from seqdis_jax.data import pipeline
 from seqdis_jax.errors import MissingCheckpointError, UserInputError
 
@@ -197,15 +197,10 @@ def _frame_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
 
 def _abstract_variables(module: Any, frame_shape: tuple[int, ...]) -> dict[str, Any]:
     """Shapes of {"params", "batch_stats"} as training initialises them
-    (`train_step.create_train_state`), on the default device; nothing is allocated."""
-
-    def init(rng, x):
-        variables = module.init({"params": rng, "sample": rng}, x, True)
-        return {"params": variables["params"],
-                "batch_stats": variables.get("batch_stats", {})}
-
+    (`train_step.init_variables`), on the default device; nothing is allocated."""
     example = jax.ShapeDtypeStruct((1, 2) + frame_shape, jnp.float32)
-    shapes = jax.eval_shape(init, jax.random.PRNGKey(0), example)
+    shapes = jax.eval_shape(functools.partial(train_step.init_variables, module), example,
+                            jax.random.PRNGKey(0))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                         shapes)

@@ -79,6 +79,14 @@ def non_finite_rows(records: dict[str, Array]) -> Array:
     return ~jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1)
 
 
+def init_variables(model: nn.Module, example_video: Array, rng: Array) -> dict[str, Any]:
+    """{"params", "batch_stats"} as training initialises them (train mode; `batch_stats` is {}
+    for a model without BatchNorm). Traceable: under jax.eval_shape it allocates nothing."""
+    params_rng, sample_rng = jax.random.split(rng)
+    variables = model.init({"params": params_rng, "sample": sample_rng}, example_video, True)
+    return {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+
+
 def create_train_state(
     model: nn.Module, tx: optax.GradientTransformation, example_video: Array, rng: Array,
     out_shardings: Any = None,
@@ -88,16 +96,12 @@ def create_train_state(
     and optimizer state are float32 whatever the compute dtype."""
 
     def init(rng):
-        params_rng, sample_rng = jax.random.split(rng)
-        variables = model.init(
-            {"params": params_rng, "sample": sample_rng}, example_video, True
-        )
-        params = variables["params"]
+        variables = init_variables(model, example_video, rng)
         return TrainState(
             step=jnp.zeros((), jnp.int32),
-            params=params,
-            batch_stats=variables.get("batch_stats", {}),
-            opt_state=tx.init(params),
+            params=variables["params"],
+            batch_stats=variables["batch_stats"],
+            opt_state=tx.init(variables["params"]),
         )
 
     return jax.jit(init, out_shardings=out_shardings)(rng)
