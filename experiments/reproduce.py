@@ -29,7 +29,7 @@ import time
 
 from absl import app, flags
 
-from seqdis_jax import paper_results
+from seqdis_jax import errors, paper_results
 
 _TABLE = flags.DEFINE_string("table", None, "A table name (see --list), or 'all'.")
 _BUDGET = flags.DEFINE_enum("budget", "cpu", ["smoke", "cpu", "paper"], "Each row's variant.")
@@ -359,8 +359,9 @@ def check_only(names: list[str], only: list[str], budget: str) -> None:
     known = {run_id(row, budget) for name in names for row in TABLES[name].rows}
     unknown = [o for o in only if o not in known]
     if unknown:
-        raise ValueError(f"--only names no run of {names} at --budget={budget}: {unknown}; "
-                         f"choose from {sorted(known)}.")
+        raise errors.UserInputError(
+            f"--only names no run of {names} at --budget={budget}: {unknown}; choose from "
+            f"{sorted(known)}.")
 
 
 def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str | None = None,
@@ -370,9 +371,11 @@ def reproduce(name: str, budget: str, root: str, seeds: int = 1, data_dir: str |
     writes and returns ROOT/name.md."""
     table = TABLES[name]
     start = time.perf_counter()
-    records = {row.label: [run(row, budget, seed, root, data_dir, finished_only or (
-        only is not None and run_id(row, budget) not in only)) for seed in range(seeds)]
-        for row in table.rows}
+    records = {}
+    for row in table.rows:
+        read_only = finished_only or (only is not None and run_id(row, budget) not in only)
+        records[row.label] = [run(row, budget, seed, root, data_dir, read_only)
+                              for seed in range(seeds)]
     text = render(name, table, records, budget, seeds, time.perf_counter() - start)
     path = os.path.join(root, f"{name}.md")
     os.makedirs(root, exist_ok=True)  # --finished_only may have created no run under it
@@ -407,22 +410,18 @@ def main(argv: list[str]) -> None:
     from experiments.main import known_errors
 
     input_errors, failures = known_errors()
-    if _ONLY.value is not None:
-        try:
-            check_only(names, _ONLY.value, _BUDGET.value)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
     root = os.path.abspath(os.path.expanduser(_ROOT.value))
-    os.makedirs(root, exist_ok=True)
-    for name in names:
-        try:
+    try:
+        if _ONLY.value is not None:
+            check_only(names, _ONLY.value, _BUDGET.value)
+        os.makedirs(root, exist_ok=True)
+        for name in names:
             path = reproduce(name, _BUDGET.value, root, _SEEDS.value, _DATA_DIR.value,
                              _FINISHED_ONLY.value, _ONLY.value)
-        except input_errors + failures as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2 if isinstance(e, input_errors) else 1)
-        print(f"wrote {path}", flush=True)
+            print(f"wrote {path}", flush=True)
+    except input_errors + failures as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, input_errors) else 1)
 
 
 if __name__ == "__main__":

@@ -258,7 +258,7 @@ def test_video_networks_float32_gradients_match_float64():
 # Both depend on the CPU's float32 code: on `Intel(R) Xeon(R) Processor` (2026-12-05) our
 # decoder sat within 1e-4 at 256 frames with XLA's optimised code and Flax's BatchNorm 2.4e-4
 # away; on AMD EPYC (2026-12-06) ours sits 2.38e-4 away at both optimisation levels (128
-# frames: 3.2e-4). Why it differs between the CPUs is an open question.
+# frames, fast compile: 3.2e-4). Why it differs between the CPUs is an open question.
 _NEEDS_OPTIMISED_XLA = pytest.mark.skipif(
     FAST_COMPILE in os.environ.get("XLA_FLAGS", ""),
     reason="measured with XLA's optimised CPU code: run with SEQDIS_TEST_XLA_OPT=1")
