@@ -3,6 +3,7 @@ mode, BatchNorm batch statistics), per `cpu_conv_lowering` and compute dtype.
 
     python bench/frame_networks_cpu.py 1.0 256     # width, frames (batch 32 x 8 frames)
     python bench/frame_networks_cpu.py 0.25 256    # the :cpu width
+    python bench/frame_networks_cpu.py 0.25 256 xla,gemm float32   # lowerings, compute dtypes
 
 Prints the minimum of 5 runs after compilation, in ms, one line per network and setting, and
 the time of C-DSVAE's two views alone (`data.augment`: content and motion augmentation of
@@ -52,13 +53,16 @@ def main() -> None:
     frames = int(sys.argv[2]) if len(sys.argv) > 2 else 256
     x = jax.random.uniform(jax.random.PRNGKey(0), (frames, 64, 64, 3))
     z = jax.random.normal(jax.random.PRNGKey(1), (frames, 160))
-    for lowering in ("xla", "gemm"):
-        for dtype in (None, jnp.bfloat16):
+    lowerings = sys.argv[3].split(",") if len(sys.argv) > 3 else ("xla", "gemm")
+    dtypes = [None if d == "float32" else jnp.dtype(d)
+              for d in (sys.argv[4].split(",") if len(sys.argv) > 4 else ("float32", "bfloat16"))]
+    for lowering in lowerings:
+        for dtype in dtypes:
             fwd, both = timed(FrameEncoder(128, width, dtype, conv_lowering=lowering), x, 0.0)
             print(f"encoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
                   f"forward {fwd} ms, forward+backward {both} ms", flush=True)
-    for lowering in ("xla", "gemm"):
-        for dtype in (None, jnp.bfloat16):
+    for lowering in lowerings:
+        for dtype in dtypes:
             fwd, both = timed(FrameDecoder(3, width, dtype, conv_lowering=lowering), z, 0.5)
             print(f"decoder lowering={lowering} dtype={jnp.dtype(dtype or jnp.float32).name}: "
                   f"forward {fwd} ms, forward+backward {both} ms", flush=True)
