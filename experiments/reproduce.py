@@ -93,7 +93,12 @@ JUDGED = (Column("Acc", "fix_dynamics/motion/accuracy", True),
           Column("IS", "fix_dynamics/motion/inception_score_balanced"),
           Column("H(y|x)", "fix_dynamics/motion/entropy_y_given_x_balanced"),
           Column("H(y)", "fix_dynamics/motion/entropy_y_balanced"),
-          Column("Acc static (fix s)", "fix_static/mean_static_accuracy", True))
+          Column("Acc static (fix s)", "fix_static/mean_static_accuracy", True),
+          # Sprites' motion = action x facing direction (Dataset.factor_parts): which part a
+          # low Acc misses, and whether s carries the direction (judge_swap, real codes).
+          Column("Acc action (fix d)", "fix_dynamics/motion/action/accuracy", True),
+          Column("Acc direction (fix d)", "fix_dynamics/motion/direction/accuracy", True),
+          Column("direction follows s (swap)", "swap/motion/direction/follows_other_code", True))
 SPRITES_ROWS = (
     Row("DSVAE", "sprites", _variants("default", "cpu"), ("cdsvae", "Table 1", "DSVAE")),
     Row("C-DSVAE", "cdsvae_sprites", _variants("default", "cpu"),
@@ -119,7 +124,9 @@ TABLES: dict[str, Table] = {
         "s (10 at cpu, 5 at paper; ± is their std), and IS, H(y|x), H(y) over the first 296 "
         "of each action (the authors' balanced protocol). R-WAE's paper prints "
         "classification errors; its Acc is 100 - error. The papers report no fix-s accuracy "
-        "on Sprites."),
+        "on Sprites, and no split of the judged motion into its action and facing direction "
+        "(the last three columns; the swap decodes s of another test sequence, which shares "
+        "no direction where judge_swap can find such partners, with d_1:T of each)."),
     "sprites_latent": Table(
         "Sprites: latent classification (SVC on posterior means, 80/20 splits)", "sprites",
         (Column("motion from d", "latent/motion_from_d/svc", True),

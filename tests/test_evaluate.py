@@ -335,6 +335,51 @@ def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
     assert results["swap/color/labels_agree"] == np.mean(_COLOR == _COLOR[partner])
 
 
+def test_factor_parts_split_sprites_motion_into_action_and_direction():
+    """Sprites' motion = 3 * action + direction (data/sprites.py); its declared parts give
+    back both digits, and part_hits compares them elementwise."""
+    from seqdis_jax.data import sprites
+
+    parts = sprites.SPEC.factor_parts["motion"]
+    motion = np.arange(9)
+    split = registry.factor_part_labels(motion, parts)
+    assert list(split) == ["action", "direction"]
+    np.testing.assert_array_equal(split["action"], motion // 3)
+    np.testing.assert_array_equal(split["direction"], motion % 3)
+    dataset = types.SimpleNamespace(factor_parts=sprites.SPEC.factor_parts)
+    hits = generation.part_hits(dataset, "motion", np.array([[0, 4, 8]]), np.array([2, 4, 6]))
+    np.testing.assert_array_equal(hits["action"], [[True, True, True]])
+    np.testing.assert_array_equal(hits["direction"], [[False, True, False]])
+    assert generation.part_hits(dataset, "skin", np.array([1]), np.array([1])) == {}
+
+
+def test_judge_evaluators_score_the_parts_of_a_product_factor():
+    """A factor declared as a product is scored per part by judge_generation, judge_swap and
+    the judged curve: here motion = 3 * sign + value with one sign, so the part `value` is the
+    motion itself and the part `sign` is always right."""
+    ctx, _ = _stand_in_context()
+    ctx.dataset = dataclasses.replace(
+        ctx.dataset, factor_parts={"motion": (("sign", 1), ("value", 3))})
+    results = evaluators.judge_generation(ctx)
+    for suffix in ("", "_std"):
+        assert results[f"fix_dynamics/motion/value/accuracy{suffix}"] == pytest.approx(
+            results[f"fix_dynamics/motion/accuracy{suffix}"])
+    assert results["fix_dynamics/motion/sign/accuracy"] == 1.0
+    assert not any(k.startswith("fix_static/color/") and k.count("/") > 2 for k in results)
+    swap = evaluators.judge_swap(ctx)
+    for key in ("accuracy", "follows_other_code", "labels_agree"):
+        assert swap[f"swap/motion/value/{key}"] == swap[f"swap/motion/{key}"]
+        assert swap[f"swap/motion/sign/{key}"] == 1.0
+    ctx.config.eval.judge_curve_sequences = 10
+    curve = evaluators.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
+    point = curve(types.SimpleNamespace(params={}, batch_stats={}))
+    assert sorted(point) == sorted(curve.names)
+    assert point["judge_curve/fix_dynamics/motion/value/accuracy"] == point[
+        "judge_curve/fix_dynamics/motion/accuracy"]
+    assert point["judge_curve/fix_dynamics/mean_accuracy"] == point[
+        "judge_curve/fix_dynamics/motion/accuracy"]
+
+
 def test_swap_pairs_differ_in_the_most_static_labels():
     from seqdis_jax.evaluators.grids import _swap_pairs
 

@@ -17,6 +17,8 @@ import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from seqdis_jax import errors
 from seqdis_jax.data import array_record, shapes, validation
 from seqdis_jax.data.pipeline import InMemorySource
@@ -45,6 +47,22 @@ class Dataset:
     # Record key naming the recording a segment was cut from (speech: the utterance). The
     # verification EER averages the codes of a recording's segments first (DSVAE protocol).
     group: str | None = None
+    # A judged label that is a product of parts, as Sprites' motion = 3 * action + direction:
+    # {factor: ((part, classes), ...)}, the last part varying fastest (mixed radix). The judge
+    # evaluators also score each part (`factor_part_labels`), which separates, e.g., an action
+    # carried by d from a facing direction carried by s.
+    factor_parts: Mapping[str, tuple[tuple[str, int], ...]] = dataclasses.field(
+        default_factory=dict)
+
+
+def factor_part_labels(labels: np.ndarray, parts: tuple[tuple[str, int], ...]
+                       ) -> dict[str, np.ndarray]:
+    """The parts of product labels (any shape): {part: labels' digit of that part}."""
+    out, rest = {}, np.asarray(labels)
+    for name, classes in reversed(parts):
+        out[name] = rest % classes
+        rest = rest // classes
+    return {name: out[name] for name, _ in parts}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +85,8 @@ class PreparedSpec:
     frame_factors: tuple[str, ...] = ()  # per-frame labels (T,), see `Dataset`
     targets: tuple[str, ...] = ()  # see `Dataset`
     group: str | None = None  # see `Dataset`
+    factor_parts: Mapping[str, tuple[tuple[str, int], ...]] = dataclasses.field(
+        default_factory=dict)  # see `Dataset`
 
     def prepare_hint(self, name: str, data_dir: str) -> str:
         command = f"{self.prepare_command} --data_dir={data_dir}"
@@ -114,6 +134,7 @@ def load_prepared(spec: PreparedSpec, config: Any, split: str) -> Dataset:
         frame_factors=tuple(spec.frame_factors),
         targets=tuple(spec.targets),
         group=spec.group,
+        factor_parts=dict(spec.factor_parts),
     )
     validation.check_dataset(dataset, split, name, fix)
     return dataset

@@ -80,6 +80,7 @@ SPEC = PreparedSpec(
     num_classes=NUM_CLASSES,
     prepare_command="python -m data_prep.sprites --source_dir=<path to the LPC sheets>",
     subset_flag="characters",
+    factor_parts={"motion": (("action", len(ACTIONS)), ("direction", len(DIRECTIONS)))},
 )
 
 

@@ -64,6 +64,18 @@ def _trusted_factors(metadata: dict[str, Any], names: Sequence[str], minimum: fl
 BALANCED_METRICS = ("inception_score", "entropy_y_given_x", "entropy_y")
 
 
+def part_hits(dataset: data_registry.Dataset, factor: str, judged: np.ndarray,
+              truth: np.ndarray) -> dict[str, np.ndarray]:
+    """{part: judged part == true part}, elementwise, for a factor the dataset declares as a
+    product (`Dataset.factor_parts`, e.g. Sprites' motion: action, direction); {} otherwise."""
+    parts = dataset.factor_parts.get(factor)
+    if not parts:
+        return {}
+    judged_parts = data_registry.factor_part_labels(judged, parts)
+    true_parts = data_registry.factor_part_labels(truth, parts)
+    return {part: judged_parts[part] == true_parts[part] for part in judged_parts}
+
+
 def judge_limit(config: ml_collections.ConfigDict) -> int | None:
     """Test sequences `judge_generation` scores: `eval.judge_limit` (None: all; 0 or unset: as
     `eval.limit`, the other evaluators' count)."""
@@ -148,7 +160,9 @@ def judge_generation(ctx: EvalContext) -> dict[str, Any]:
     `{inception_score, entropy_y_given_x, entropy_y}_balanced`, with the k used in
     `<prefix>/<factor>/balanced_per_class`; accuracy stays over every scored sequence, as there.
     (Their static pass balances the action head by action; here each static factor's head is
-    balanced by its own labels.) `judge/num_sequences` is the count scored.
+    balanced by its own labels.) `judge/num_sequences` is the count scored. A factor the
+    dataset declares as a product (`Dataset.factor_parts`: Sprites' motion = action x
+    direction) is also scored per part, `<prefix>/<factor>/<part>/accuracy` (and `_std`).
     """
     if ctx.judge_loader is None:
         raise ValueError("judge_generation needs a judge; run it through train/evaluate.")
@@ -199,6 +213,8 @@ def judge_generation(ctx: EvalContext) -> dict[str, Any]:
                     del per_repeat[metric]
                     per_repeat[f"{metric}_balanced"] = balanced[metric]
                 results[f"{prefix}/{name}/balanced_per_class"] = len(index) // len(np.unique(y))
+            for part, hits in part_hits(ctx.dataset, name, np.argmax(p, -1), y).items():
+                per_repeat[f"{part}/accuracy"] = hits.mean(axis=1)
             for metric, values in per_repeat.items():
                 results[f"{prefix}/{name}/{metric}"] = float(np.mean(values))
                 results[f"{prefix}/{name}/{metric}_std"] = float(np.std(values))
@@ -240,7 +256,9 @@ def judge_swap(ctx: EvalContext) -> dict[str, Any]:
     appearance came with s); `swap/mean_static_accuracy`. `swap/<factor>/follows_other_code`:
     the judged label equals the other source's instead (a motion that came with s, an
     appearance with d); `swap/<factor>/labels_agree`: how often i and j share the label (both
-    counts include those). Against judge_generation's fix_dynamics, which draws
+    counts include those); a product factor (`Dataset.factor_parts`) also per part,
+    `swap/<factor>/<part>/{accuracy, follows_other_code, labels_agree}`. Against
+    judge_generation's fix_dynamics, which draws
     s ~ N(0, I), this separates a hole in the static prior (real s swap well, sampled s do
     not) from entanglement (both fail)."""
     if ctx.judge_loader is None:
@@ -273,12 +291,19 @@ def judge_swap(ctx: EvalContext) -> dict[str, Any]:
     for name, source, wrong in ([(f, own, other) for f in dynamic]
                                 + [(f, other, own) for f in static]):
         judged = np.concatenate(predicted[name])
-        results[f"swap/{name}/accuracy"] = float(np.mean(judged == codes[name][source]))
         # The factor came with the other code instead: entanglement, measured (where the two
-        # sources share the label both count; `labels_agree` is that share).
-        results[f"swap/{name}/follows_other_code"] = float(np.mean(judged == codes[name][wrong]))
+        # sources share the label both count; `labels_agree` is that share). A product
+        # factor's parts are scored alike (`swap/<factor>/<part>/...`).
+        checks = {"accuracy": codes[name][source], "follows_other_code": codes[name][wrong]}
+        for key, truth in checks.items():
+            results[f"swap/{name}/{key}"] = float(np.mean(judged == truth))
+            for part, hits in part_hits(ctx.dataset, name, judged, truth).items():
+                results[f"swap/{name}/{part}/{key}"] = float(np.mean(hits))
         results[f"swap/{name}/labels_agree"] = float(np.mean(
             codes[name][own] == codes[name][other]))
+        for part, hits in part_hits(ctx.dataset, name, codes[name][own],
+                                    codes[name][other]).items():
+            results[f"swap/{name}/{part}/labels_agree"] = float(np.mean(hits))
     if static:
         results["swap/mean_static_accuracy"] = float(np.mean(
             [results[f"swap/{f}/accuracy"] for f in static]))
@@ -309,7 +334,9 @@ def make_judge_curve(config: ml_collections.ConfigDict, model: Any,
     whole split, which is ordered by character), with one fixed draw (R = 1): keys
     `judge_curve/fix_dynamics/<factor>/accuracy` (fix d_1:T, sample s; the judged dynamic
     labels), `judge_curve/fix_static/<factor>/accuracy`, and their means over factors
-    `judge_curve/fix_dynamics/mean_accuracy` / `judge_curve/fix_static/mean_accuracy`. Only
+    `judge_curve/fix_dynamics/mean_accuracy` / `judge_curve/fix_static/mean_accuracy` (a
+    product factor's parts, `Dataset.factor_parts`, as
+    `judge_curve/<prefix>/<factor>/<part>/accuracy`, outside the means). Only
     factors the judge reads with `judge.min_accuracy` are scored, as in judge_generation.
     `dataset` is the test split; `judge_loader()` gives (judge, its variables, judge.json).
     """
@@ -345,14 +372,19 @@ def make_judge_curve(config: ml_collections.ConfigDict, model: Any,
                 predicted = np.concatenate([np.argmax(p[name][0], -1) for p in probs])
                 accuracies.append(float(np.mean(predicted == labels[name])))
                 results[f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}/accuracy"] = accuracies[-1]
+                for part, hits in part_hits(dataset, name, predicted, labels[name]).items():
+                    results[f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}/{part}/accuracy"] = float(
+                        np.mean(hits))
             if accuracies:
                 results[f"{JUDGE_CURVE_PREFIX}/{prefix}/mean_accuracy"] = float(
                     np.mean(accuracies))
         return results
 
-    curve.names = [f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}/accuracy"
+    curve.names = [f"{JUDGE_CURVE_PREFIX}/{prefix}/{name}{part}/accuracy"
                    for prefix, factors in (("fix_dynamics", dynamic), ("fix_static", static))
-                   for name in factors] + [
+                   for name in factors
+                   for part in ("", *(f"/{p}" for p, _ in dataset.factor_parts.get(name, ())))
+                   ] + [
         f"{JUDGE_CURVE_PREFIX}/{prefix}/mean_accuracy"
         for prefix, factors in (("fix_dynamics", dynamic), ("fix_static", static)) if factors]
     return curve
