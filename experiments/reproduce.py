@@ -24,6 +24,7 @@ import dataclasses
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -429,6 +430,11 @@ def main(argv: list[str]) -> None:
     except input_errors + failures as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, input_errors) else 1)
+    except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
+        print(f"{e}; run the same command to resume: "
+              f"{shlex.join(['python', '-m', 'experiments.reproduce', *sys.argv[1:]])}",
+              file=sys.stderr, flush=True)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,36 @@ def test_only_refuses_a_run_no_table_has():
     reproduce.check_only(["sprites_generation"], ["dbse_sprites:cpu_code"], "cpu")
     with pytest.raises(ValueError, match="dbse_sprites:cpu_codee.*choose from"):
         reproduce.check_only(["sprites_generation"], ["dbse_sprites:cpu_codee"], "cpu")
+
+
+def test_an_interrupted_run_ends_with_the_command_that_resumes_it(tmp_path, monkeypatch, capsys):
+    """SIGINT / SIGTERM inside a run's training (fit saved a checkpoint and raised
+    RunInterrupted): one line naming the resume command, the signal's exit status, no
+    traceback."""
+    from absl import flags
+    from absl.testing import flagsaver
+
+    from seqdis_jax import errors
+
+    def interrupted(*args, **kwargs):
+        raise errors.RunInterrupted("Interrupted at step 165 (SIGTERM); saved a checkpoint", 143)
+
+    monkeypatch.setattr(reproduce, "reproduce", interrupted)
+    argv = ["reproduce.py", "--table=sprites_generation", "--budget=cpu", f"--root={tmp_path}"]
+    monkeypatch.setattr("sys.argv", argv)
+    # Set this module's flags only (parsing argv would also check experiments.main's
+    # required --config when another test has imported it).
+    was_parsed = flags.FLAGS.is_parsed()
+    flags.FLAGS.mark_as_parsed()
+    try:
+        with flagsaver.flagsaver(table="sprites_generation", budget="cpu", root=str(tmp_path)):
+            with pytest.raises(SystemExit) as exit_info:
+                reproduce.main([argv[0]])
+    finally:
+        if not was_parsed:
+            flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 143
+    err = capsys.readouterr().err
+    assert "Interrupted at step 165 (SIGTERM); saved a checkpoint; run the same command to " \
+           "resume: python -m experiments.reproduce --table=sprites_generation --budget=cpu" in err
+    assert "Traceback" not in err
