@@ -13,6 +13,9 @@ right): motion = 3 * action + direction (seqdis_jax/data/sprites.py). The judge 
 - swap: s (posterior mean) of a partner j, d_1:T of sequence i (as judge_swap; j shares as
   few actions and directions with i as `evaluators.generation.swap_partners` can find):
   how often each part is i's (it came with d) or j's (it came with s).
+- latent: whether each code holds each part at all, decoded or not: SVC accuracy (sklearn's
+  defaults, 80/20 splits, 3 seeds; `metrics.latent_classification`) of the action and the
+  direction from the posterior mean of s and from that of d_1:T (flattened).
 
 Prints one JSON object.
 """
@@ -31,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from judge_frames import load_test_set_and_judge, run_and_judge_arguments  # noqa: E402
 
+from seqdis_jax import metrics as metrics_lib  # noqa: E402
 from seqdis_jax import train  # noqa: E402
 from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
 from seqdis_jax.evaluators import generation  # noqa: E402
@@ -100,7 +104,12 @@ def main() -> None:
               "swap_directions_agree": float(np.mean(motion % 3 == motion[partner] % 3)),
               "fix_d_sample_s": parts(sampled, motion[None]) | {
                   "judged_direction_shares_by_true_direction": direction_shares},
-              "swap": parts(swapped, motion, motion[partner])}
+              "swap": parts(swapped, motion, motion[partner]),
+              "latent_svc": {
+                  f"{part}_from_{code}": round(metrics_lib.latent_classification(
+                      features, labels, ("svc",), seeds=range(3))["svc"][0], 4)
+                  for code, features in (("s", s_mean), ("d", d_mean))
+                  for part, labels in (("action", motion // 3), ("direction", motion % 3))}}
     print(json.dumps(report, indent=1))
 
 
