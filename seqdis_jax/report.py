@@ -71,7 +71,10 @@ def result_rows(results: Mapping[str, Any]) -> list[ResultRow]:
         if (key.endswith("_std") or key.startswith("chance/") or key == "mi/ceiling"
                 or not isinstance(value, (int, float))):
             continue
-        label = next((f for f in chance if f"/{f}/" in key or f"/{f}_from_" in key), None)
+        # The innermost label named: fix_dynamics/motion/direction/accuracy is a direction's.
+        label = max((f for f in chance if f"/{f}/" in key or f"/{f}_from_" in key),
+                    key=lambda f: max(key.rfind(f"/{f}/"), key.rfind(f"/{f}_from_")),
+                    default=None)
         at_ceiling = key.startswith("mi/") and ceiling is not None and value >= ceiling - 0.05
         rows.append(ResultRow(
             key, value, results.get(f"{key}_std"),

@@ -244,3 +244,15 @@ def test_tsne_panels_get_a_key_of_their_label_values():
     keyed = tsne._with_legend(panel, many, 3)  # 19 swatches and "+11 more"
     strip = np.asarray(keyed)[panel.height:].reshape(-1, 3)
     assert not (strip == drawing._PALETTE[19]).all(axis=1).any()
+
+
+def test_the_part_of_a_product_label_gets_the_parts_chance_level():
+    """Sprites' motion (9 classes) = action x direction (3 each): a direction accuracy is
+    beside 1/3, the motion's beside 1/9, whichever label the dict names first."""
+    rows = {r.key: r for r in report.result_rows({
+        "chance/motion": 1 / 9, "chance/action": 1 / 3, "chance/direction": 1 / 3,
+        "fix_dynamics/motion/accuracy": 0.35, "fix_dynamics/motion/direction/accuracy": 0.36,
+        "fix_dynamics/motion/action/accuracy": 0.97})}
+    assert rows["fix_dynamics/motion/accuracy"].chance == pytest.approx(1 / 9)
+    assert rows["fix_dynamics/motion/direction/accuracy"].chance == pytest.approx(1 / 3)
+    assert rows["fix_dynamics/motion/action/accuracy"].chance == pytest.approx(1 / 3)

@@ -162,6 +162,8 @@ def run_evaluators(
     results.update({f"chance/{name}": 1.0 / dataset.num_classes[name]
                     for name in (*dataset.static_factors, *dataset.dynamic_factors,
                                  *dataset.frame_factors) if name in dataset.num_classes})
+    results.update({f"chance/{part}": 1.0 / classes
+                    for parts in dataset.factor_parts.values() for part, classes in parts})
     for i, name in enumerate(names):
         ctx.rng = jax.random.fold_in(rng, i)
         start = time.perf_counter()
