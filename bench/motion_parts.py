@@ -36,6 +36,7 @@ from judge_frames import load_test_set_and_judge, run_and_judge_arguments  # noq
 
 from seqdis_jax import metrics as metrics_lib  # noqa: E402
 from seqdis_jax import train  # noqa: E402
+from seqdis_jax.data import registry, sprites  # noqa: E402
 from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
 from seqdis_jax.evaluators import generation  # noqa: E402
 
@@ -109,7 +110,8 @@ def main() -> None:
                   f"{part}_from_{code}": round(metrics_lib.latent_classification(
                       features, labels, ("svc",), seeds=range(3))["svc"][0], 4)
                   for code, features in (("s", s_mean), ("d", d_mean))
-                  for part, labels in (("action", motion // 3), ("direction", motion % 3))}}
+                  for part, labels in registry.factor_part_labels(
+                      motion, sprites.SPEC.factor_parts["motion"]).items()}}
     print(json.dumps(report, indent=1))
 
 

@@ -332,10 +332,11 @@ def known_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], 
              errors.DamagedCheckpointError))
 
 
-def _resume_command() -> str:
+def _resume_command(module: str = "experiments.main") -> str:
+    """This process's command line, to run again (it resumes from the last checkpoint)."""
     import shlex
 
-    return shlex.join(["python", "-m", "experiments.main", *sys.argv[1:]])
+    return shlex.join(["python", "-m", module, *sys.argv[1:]])
 
 
 def main(argv: list[str]) -> None:

@@ -24,7 +24,6 @@ import dataclasses
 import importlib
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -415,7 +414,7 @@ def main(argv: list[str]) -> None:
         print(f"error: --seeds must be >= 1, got {_SEEDS.value}.", file=sys.stderr)
         sys.exit(2)
     configure_jax()
-    from experiments.main import known_errors
+    from experiments.main import _resume_command, known_errors
 
     input_errors, failures = known_errors()
     root = os.path.abspath(os.path.expanduser(_ROOT.value))
@@ -431,8 +430,7 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2 if isinstance(e, input_errors) else 1)
     except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
-        print(f"{e}; run the same command to resume: "
-              f"{shlex.join(['python', '-m', 'experiments.reproduce', *sys.argv[1:]])}",
+        print(f"{e}; run the same command to resume: {_resume_command('experiments.reproduce')}",
               file=sys.stderr, flush=True)
         sys.exit(e.exit_code)
 
