@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from seqdis_jax import configuration, train  # noqa: E402
 from seqdis_jax import judge as judge_lib  # noqa: E402
-from seqdis_jax import train  # noqa: E402
 from seqdis_jax.data import registry  # noqa: E402
 from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
 
@@ -66,7 +66,9 @@ def run_and_judge_arguments(description: str, workdir_help: str, workdir_require
     """The flags of the judge-diagnosis scripts (this one, motion_parts.py)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--judge", required=True, help="the judge's workdir")
-    parser.add_argument("--config", default="experiments/sprites.py:cpu")
+    parser.add_argument("--config", default=None,
+                        help="experiments/X.py[:variant]; default: the run's own config.json "
+                             "(with its overrides), else experiments/sprites.py:cpu")
     parser.add_argument("--workdir", default=None, required=workdir_required, help=workdir_help)
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--limit", type=int, default=None, help="test sequences (all)")
@@ -76,7 +78,11 @@ def run_and_judge_arguments(description: str, workdir_help: str, workdir_require
 
 def load_test_set_and_judge(args: argparse.Namespace):
     """(config, the test split, judge, judge variables) of the parsed flags."""
-    config = load_config(args.config)
+    if args.config is None and args.workdir and os.path.exists(
+            os.path.join(args.workdir, configuration.CONFIG_FILE)):
+        config = configuration.load_config(args.workdir)
+    else:
+        config = load_config(args.config or "experiments/sprites.py:cpu")
     config.judge.workdir = args.judge
     if args.data_dir:
         config.data.data_dir = args.data_dir
