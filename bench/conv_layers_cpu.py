@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -26,20 +25,12 @@ from jax import lax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from frame_networks_cpu import best_ms  # noqa: E402 (bench/ is sys.path[0])
+
 from seqdis_jax.nn.conv import conv2d, conv_transpose  # noqa: E402
 from seqdis_jax.nn.video import BLOCK_CHANNELS, scaled  # noqa: E402
 
 PADS = ((1, 1), (1, 1))
-
-
-def best_ms(f, *args, repeats: int = 5) -> float:
-    jax.block_until_ready(f(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        times.append(time.perf_counter() - start)
-    return round(1e3 * min(times), 1)
 
 
 def conv2d_s2d(x, kernel):
@@ -64,8 +55,9 @@ def timed_row(label, convs, x, kernel, r, argnums):
         def value_and_grad(x, kernel, conv=conv):
             return jax.value_and_grad(lambda x, k: jnp.sum(conv(x, k) * r), argnums)(x, kernel)
 
-        cells.append(f"{name} {best_ms(jax.jit(conv), x, kernel)} / "
-                     f"{best_ms(jax.jit(value_and_grad), x, kernel)} (|diff| {error:.0e})")
+        forward = best_ms(jax.jit(conv), x, kernel, digits=1)
+        both = best_ms(jax.jit(value_and_grad), x, kernel, digits=1)
+        cells.append(f"{name} {forward} / {both} (|diff| {error:.0e})")
     print(f"{label}: " + "; ".join(cells), flush=True)
 
 

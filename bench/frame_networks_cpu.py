@@ -25,14 +25,15 @@ from seqdis_jax.data import augment  # noqa: E402
 from seqdis_jax.nn.video import FrameDecoder, FrameEncoder  # noqa: E402
 
 
-def best_ms(f, *args, repeats: int = 5) -> int:
+def best_ms(f, *args, repeats: int = 5, digits: int | None = None) -> float:
+    """The fastest of `repeats` calls after a first (compiling) one, in ms rounded to `digits`."""
     jax.block_until_ready(f(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         jax.block_until_ready(f(*args))
         times.append(time.perf_counter() - start)
-    return round(1e3 * min(times))
+    return round(1e3 * min(times), digits)
 
 
 def timed(module, inputs, target):
