@@ -27,23 +27,18 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from frame_networks_cpu import best_ms  # noqa: E402 (bench/ is sys.path[0])
 
-from seqdis_jax.nn.conv import conv2d, conv_transpose  # noqa: E402
+from seqdis_jax.nn.conv import conv2d, conv_transpose, space_to_depth  # noqa: E402
 from seqdis_jax.nn.video import BLOCK_CHANNELS, scaled  # noqa: E402
 
 PADS = ((1, 1), (1, 1))
 
 
 def conv2d_s2d(x, kernel):
-    """Conv(k4, s2, p1) as space-to-depth + XLA's stride-1 2x2 convolution (VALID)."""
-    n, h, w, c = x.shape
-    c_out = kernel.shape[-1]
-    x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    blocks = x.reshape(n, (h + 2) // 2, 2, (w + 2) // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    blocks = blocks.reshape(n, (h + 2) // 2, (w + 2) // 2, 4 * c)
-    w2 = kernel.reshape(2, 2, 2, 2, c, c_out).transpose(0, 2, 1, 3, 4, 5)
-    w2 = w2.reshape(2, 2, 4 * c, c_out)
-    return lax.conv_general_dilated(blocks, w2, (1, 1), "VALID",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    """Conv(k4, s2, p1) as `nn.conv.space_to_depth` + XLA's stride-1 2x2 convolution."""
+    blocks, w_blocks, (ho, wo) = space_to_depth(x, kernel, (2, 2), PADS)
+    y = lax.conv_general_dilated(blocks, w_blocks, (1, 1), "VALID",
+                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y[:, :ho, :wo]
 
 
 def timed_row(label, convs, x, kernel, r, argnums):

@@ -341,13 +341,12 @@ class FastConvTranspose(_ConvLayer):
 # the transposes of the slices, so no custom VJP is needed.
 
 
-def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
-    """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
-    written as space-to-depth + one `dot_general`. Needs kernel size % stride == 0 per axis.
-
-    bfloat16 operands are multiplied with float32 accumulation (`preferred_element_type`),
-    which reaches the CPU's bf16 matrix units; the result has the operands' dtype.
-    """
+def space_to_depth(x: Array, kernel: Array, strides: Sequence[int], padding: Pads
+                   ) -> tuple[Array, Array, tuple[int, int]]:
+    """The stride-1 form of a strided convolution (module comment above): X = space_to_depth of
+    the padded x, (N, H', W', s_h s_w C); the kernel regrouped to match, HWIO (k_h/s_h, k_w/s_w,
+    s_h s_w C, Cout); and the output size (Ho, Wo), the top-left corner of X's VALID output.
+    Needs kernel size % stride == 0 per axis."""
     n, h, w, c = x.shape
     kh, kw, _, c_out = kernel.shape
     sh, sw = strides
@@ -363,10 +362,23 @@ def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) 
     ta, tb = kh // sh, kw // sw
     blocks = x.reshape(n, hp // sh, sh, wp // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
     blocks = blocks.reshape(n, hp // sh, wp // sw, sh * sw * c)
+    w_blocks = kernel.reshape(ta, sh, tb, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
+    return blocks, w_blocks.reshape(ta, tb, sh * sw * c, c_out), (ho, wo)
+
+
+def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
+    """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
+    written as space-to-depth + one `dot_general`. Needs kernel size % stride == 0 per axis.
+
+    bfloat16 operands are multiplied with float32 accumulation (`preferred_element_type`),
+    which reaches the CPU's bf16 matrix units; the result has the operands' dtype.
+    """
+    blocks, w_blocks, (ho, wo) = space_to_depth(x, kernel, strides, padding)
+    n, c_out = x.shape[0], kernel.shape[-1]
+    ta, tb = w_blocks.shape[:2]
     patches = jnp.concatenate(
         [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
-    w_mat = kernel.reshape(ta, sh, tb, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
-    w_mat = w_mat.reshape(ta * tb * sh * sw * c, c_out)
+    w_mat = w_blocks.reshape(-1, c_out)
     acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
     y = lax.dot_general(patches.reshape(n * ho * wo, -1), w_mat, (((1,), (0,)), ((), ())),
                         preferred_element_type=acc)
