@@ -15,7 +15,8 @@ metrics, over the classifier seeds for latent classification, over --seeds runs 
 are several) beside the paper's value +- std (seqdis_jax/paper_results.py), and, per run, its
 command, machine (machine.jsonl), steps and training time. Runs whose config ranks checkpoints
 by the judged-accuracy curve (`train.best_metric`) get a second line: the best checkpoint by
-that validation score (C-DSVAE Sec. 4.2 selects so), labelled as such.
+that validation score (C-DSVAE Sec. 4.2 selects so), labelled as such. Below the table, every
+run's judged-accuracy curve (the table's `curve` keys), unfinished runs included.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
     note: str = ""
+    # (label, key under judge_curve/): the judged-accuracy curve printed for every run, finished
+    # or not, from its metrics.jsonl (empty: the table prints no curves).
+    curve: tuple[tuple[str, str], ...] = ()
 
 
 def _variants(paper: str, cpu: str, smoke: str = "smoke") -> dict[str, str]:
@@ -126,7 +130,11 @@ TABLES: dict[str, Table] = {
         "classification errors; its Acc is 100 - error. The papers report no fix-s accuracy "
         "on Sprites, and no split of the judged motion into its action and facing direction "
         "(the last three columns; the swap decodes s of another test sequence, which shares "
-        "no direction where judge_swap can find such partners, with d_1:T of each)."),
+        "no direction where judge_swap can find such partners, with d_1:T of each).",
+        (("fix d: motion", "fix_dynamics/motion/accuracy"),
+         ("fix d: action", "fix_dynamics/motion/action/accuracy"),
+         ("fix d: direction", "fix_dynamics/motion/direction/accuracy"),
+         ("fix s: static (mean)", "fix_static/mean_accuracy"))),
     "sprites_latent": Table(
         "Sprites: latent classification (SVC on posterior means, 80/20 splits)", "sprites",
         (Column("motion from d", "latent/motion_from_d/svc", True),
@@ -215,6 +223,19 @@ def train_time(workdir: str) -> float:
     return seconds
 
 
+def judged_curve(workdir: str) -> dict[int, dict]:
+    """{step: validation record} of the run's metrics.jsonl (`eval.judge_every`'s judged
+    curve, `judge_curve/...` keys); a step logged twice keeps its last record."""
+    path, curve = os.path.join(workdir, "metrics.jsonl"), {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                if record.get("split") == "validation":
+                    curve[record["step"]] = record
+    return dict(sorted(curve.items()))
+
+
 def logged_step(workdir: str) -> int:
     """The last training step in the run's metrics.jsonl (0: none logged)."""
     path, step = os.path.join(workdir, "metrics.jsonl"), 0
@@ -244,12 +265,13 @@ def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None
                         command=command(row, config, budget, seed, root),
                         seconds=train_time(workdir) if os.path.isdir(workdir) else 0.0,
                         machines=sorted({machine.summary(m) for m in machine.read(workdir)})
-                        if os.path.isdir(workdir) else [])
+                        if os.path.isdir(workdir) else [], curve=judged_curve(workdir))
         last = launcher.run(config, workdir, "train")
     record = dict(row=row.label, run=run_name(row, budget, seed), last=last,
                   steps=last["step"], command=command(row, config, budget, seed, root),
                   seconds=train_time(workdir),
-                  machines=sorted({machine.summary(m) for m in machine.read(workdir)}))
+                  machines=sorted({machine.summary(m) for m in machine.read(workdir)}),
+                  curve=judged_curve(workdir))
     if config.train.get("best_metric", "").startswith("judge_curve/"):
         best_step = _best_step(workdir, config)
         if best_step == last["step"]:
@@ -344,7 +366,35 @@ def render(name: str, table: Table, records: dict[str, list[dict]], budget: str,
             lines.append(f"| {row.label} | {r['run']} | {r['steps']} | "
                          f"{r['seconds'] / 60:.1f} min | {'; '.join(r['machines']) or '?'} | "
                          f"`{r['command']}` |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + render_curves(table, records)) + "\n"
+
+
+CURVE_COLUMNS = 10  # steps per line of a printed curve
+
+
+def render_curves(table: Table, records: dict[str, list[dict]]) -> list[str]:
+    """Markdown lines: each run's judged curve (`table.curve`), CURVE_COLUMNS steps a table."""
+    runs = [(row, r) for row in table.rows for r in records.get(row.label, []) if r.get("curve")]
+    if not table.curve or not runs:
+        return []
+    from seqdis_jax.evaluators import JUDGE_CURVE_PREFIX
+
+    lines = ["", "## Judged curves", "",
+             "Every run's judged-accuracy curve as its metrics.jsonl logged it (`eval.judge_every`"
+             "; validation: `eval.judge_curve_sequences` test sequences spread evenly over the "
+             "split, one fixed draw), finished runs and unfinished ones alike."]
+    for row, r in runs:
+        steps = list(r["curve"])
+        lines += ["", f"{row.label} (`{r['run']}`, {r['steps']}):"]
+        for start in range(0, len(steps), CURVE_COLUMNS):
+            chunk = steps[start:start + CURVE_COLUMNS]
+            lines += ["", "| step | " + " | ".join(f"{s:,}" for s in chunk) + " |",
+                      "|" + " --- |" * (len(chunk) + 1)]
+            for label, key in table.curve:
+                values = [r["curve"][s].get(f"{JUDGE_CURVE_PREFIX}/{key}") for s in chunk]
+                lines.append(f"| {label} | " + " | ".join(
+                    "—" if v is None else f"{v:.3f}" for v in values) + " |")
+    return lines
 
 
 def _result_line(table: Table, row: Row, label: str, evaluated: list[dict]) -> str:

@@ -69,10 +69,43 @@ def test_smoke_table_trains_ranks_renders_and_rereads(tmp_path, monkeypatch):
     assert os.path.isdir(os.path.join(root, "judges", "sprites_smoke"))
     assert "| DSVAE | last" in text and "| 90.73 % (cdsvae Table 1) |" in text
     assert "best by the judged curve" in text  # "last (also the best ...)" or a line of its own
+    assert "## Judged curves" in text and "| fix d: motion | " in text
     assert "| DSVAE | sprites_smoke_seed0 | 4 | " in text and "cores)" in text
     mtime = os.path.getmtime(os.path.join(workdir, "metrics.jsonl"))
     reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir)
     assert os.path.getmtime(os.path.join(workdir, "metrics.jsonl")) == mtime  # read, not re-run
+
+
+def test_curves_print_every_run_finished_or_not(tmp_path):
+    """judged_curve reads the validation records of metrics.jsonl (a step logged twice keeps
+    its last record); render_curves prints CURVE_COLUMNS steps a table, a missing key as —."""
+    import json
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    prefix = "judge_curve/fix_dynamics/motion"
+    records = [{"split": "train", "step": 500, "loss": 1.0}]
+    records += [{"split": "validation", "step": step, f"{prefix}/accuracy": step / 10_000}
+                for step in range(500, 6_001, 500)]
+    records += [{"split": "validation", "step": 6_000, f"{prefix}/accuracy": 0.75,
+                 f"{prefix}/action/accuracy": 0.875}]  # the same step again: this one counts
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    curve = reproduce.judged_curve(str(workdir))
+    assert list(curve) == list(range(500, 6_001, 500))
+    assert curve[6_000][f"{prefix}/accuracy"] == 0.75
+    assert reproduce.judged_curve(str(tmp_path / "never_started")) == {}
+
+    table = reproduce.TABLES["sprites_generation"]
+    runs = {row.label: [] for row in table.rows}
+    runs["DSVAE"] = [dict(run="sprites_cpu_seed0", steps="6000 of 10000", pending=True,
+                          curve=curve)]
+    text = "\n".join(reproduce.render_curves(table, runs))
+    assert "DSVAE (`sprites_cpu_seed0`, 6000 of 10000):" in text
+    assert "| step | 500 | 1,000 |" in text and "| step | 5,500 | 6,000 |" in text  # 10 + 2
+    assert "| fix d: motion | 0.050 | 0.100 |" in text
+    assert "| fix d: motion | 0.550 | 0.750 |" in text
+    assert "| fix d: action | — | 0.875 |" in text
+    assert reproduce.render_curves(reproduce.TABLES["fsdd_eer"], runs) == []  # no curve there
 
 
 def test_only_refuses_a_run_no_table_has():
