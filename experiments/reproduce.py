@@ -208,44 +208,51 @@ def _read_json(path: str) -> dict | None:
         return json.load(f)
 
 
-def train_time(workdir: str) -> float:
-    """Seconds of training, from the logged step rates (each interval's steps / its rate)."""
-    path, seconds, last = os.path.join(workdir, "metrics.jsonl"), 0.0, {}
+def _records(workdir: str, split: str):
+    """The records of one split ("train", "validation") of the run's metrics.jsonl, in the
+    order logged (none when the file does not exist)."""
+    path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
-        return float("nan")
+        return
     with open(path, encoding="utf-8") as f:
         for line in f:
             record = json.loads(line)
-            if record.get("split") == "train" and record.get("steps_per_sec"):
-                previous = last.get("step", 0) if record["step"] > last.get("step", 0) else 0
-                seconds += (record["step"] - previous) / record["steps_per_sec"]
-                last = record
+            if record.get("split") == split:
+                yield record
+
+
+def train_time(workdir: str) -> float:
+    """Seconds of training, from the logged step rates (each interval's steps / its rate)."""
+    if not os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+        return float("nan")
+    seconds, last_step = 0.0, 0
+    for record in _records(workdir, "train"):
+        if record.get("steps_per_sec"):
+            # a step at or below the last one starts again (a run restarted from scratch)
+            previous = last_step if record["step"] > last_step else 0
+            seconds += (record["step"] - previous) / record["steps_per_sec"]
+            last_step = record["step"]
     return seconds
 
 
 def judged_curve(workdir: str) -> dict[int, dict]:
     """{step: validation record} of the run's metrics.jsonl (`eval.judge_every`'s judged
     curve, `judge_curve/...` keys); a step logged twice keeps its last record."""
-    path, curve = os.path.join(workdir, "metrics.jsonl"), {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                if record.get("split") == "validation":
-                    curve[record["step"]] = record
+    curve = {record["step"]: record for record in _records(workdir, "validation")}
     return dict(sorted(curve.items()))
 
 
 def logged_step(workdir: str) -> int:
     """The last training step in the run's metrics.jsonl (0: none logged)."""
-    path, step = os.path.join(workdir, "metrics.jsonl"), 0
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                if record.get("split") == "train":
-                    step = record["step"]
+    step = 0
+    for record in _records(workdir, "train"):
+        step = record["step"]
     return step
+
+
+def steps_text(step: int, num_steps: int) -> str:
+    """A run's steps as its table prints them: "10000" when finished, "1187 of 10000" not."""
+    return str(step) if step == num_steps else f"{step} of {num_steps}"
 
 
 def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None,
@@ -261,14 +268,15 @@ def run(row: Row, budget: str, seed: int, root: str, data_dir: str | None = None
     if not last or last.get("step") != config.train.num_steps:
         if finished_only:
             return dict(row=row.label, run=run_name(row, budget, seed), pending=True,
-                        steps=f"{logged_step(workdir)} of {config.train.num_steps}",
+                        steps=steps_text(logged_step(workdir), config.train.num_steps),
                         command=command(row, config, budget, seed, root),
                         seconds=train_time(workdir) if os.path.isdir(workdir) else 0.0,
                         machines=sorted({machine.summary(m) for m in machine.read(workdir)})
                         if os.path.isdir(workdir) else [], curve=judged_curve(workdir))
         last = launcher.run(config, workdir, "train")
     record = dict(row=row.label, run=run_name(row, budget, seed), last=last,
-                  steps=last["step"], command=command(row, config, budget, seed, root),
+                  steps=steps_text(last["step"], config.train.num_steps),
+                  command=command(row, config, budget, seed, root),
                   seconds=train_time(workdir),
                   machines=sorted({machine.summary(m) for m in machine.read(workdir)}),
                   curve=judged_curve(workdir))

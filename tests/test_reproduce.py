@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import os
 
 import pytest
@@ -106,6 +107,27 @@ def test_curves_print_every_run_finished_or_not(tmp_path):
     assert "| fix d: motion | 0.550 | 0.750 |" in text
     assert "| fix d: action | — | 0.875 |" in text
     assert reproduce.render_curves(reproduce.TABLES["fsdd_eer"], runs) == []  # no curve there
+
+
+def test_train_time_and_logged_step_read_the_train_records(tmp_path):
+    """train_time sums each logged interval's steps / its rate (a restart from scratch begins a
+    new sum); logged_step is the last train step; steps_text prints unfinished runs as N of M."""
+    import json
+
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    records = [{"split": "train", "step": 100, "steps_per_sec": 2.0},
+               {"split": "validation", "step": 100},
+               {"split": "train", "step": 300, "steps_per_sec": 4.0},
+               {"split": "train", "step": 50, "steps_per_sec": 1.0},  # restarted from scratch
+               {"split": "train", "step": 60}]  # no rate: not counted in the time
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert reproduce.train_time(str(workdir)) == 100 / 2 + 200 / 4 + 50 / 1
+    assert reproduce.logged_step(str(workdir)) == 60
+    assert reproduce.logged_step(str(tmp_path / "never_started")) == 0
+    assert math.isnan(reproduce.train_time(str(tmp_path / "never_started")))
+    assert reproduce.steps_text(10_000, 10_000) == "10000"
+    assert reproduce.steps_text(1_187, 10_000) == "1187 of 10000"
 
 
 def test_only_refuses_a_run_no_table_has():
