@@ -1,12 +1,17 @@
-"""Where the frame networks' CPU time goes, per XLA operation kind (issue 20).
+"""Where the CPU time goes, per XLA operation kind (issue 20): the frame networks, or a whole
+training step.
 
     python bench/profile_ops_cpu.py 0.25 encoder gemm    # width, network, cpu_conv_lowering
+    python bench/profile_ops_cpu.py step dsvae default float32 [top]   # method, variant, dtype
 
-Traces 3 forward + backward passes (train mode, 256 frames, float32) with `jax.profiler`, reads
+Traces 3 calls (the networks: forward + backward, train mode, 256 frames; a step: the
+method's Sprites config at batch 32, `model.compute_dtype` = dtype) with `jax.profiler`, reads
 the trace back with jaxlib's profile reader, and prints the wall time per call beside the time
-the operations took summed over all threads, grouped by operation kind (XLA's fusion names with
-their numbers removed: `ynn_fusion` are the matrix products, `*slice*` / `concatenate*` / `*pad*`
-the data movement around them, the rest mostly BatchNorm and LeakyReLU).
+the operations took summed over the threads that ran them, grouped by operation kind (XLA's
+fusion names with their numbers removed: `ynn_fusion` are the matrix products, `*slice*` /
+`concatenate*` / `*pad*` the data movement around them, the rest mostly BatchNorm and
+LeakyReLU; `convert*` the dtype conversions). A step's profile also lists its `top` most costly
+single operations with the source op (HLO `op_name`) each came from.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax._src.lib import _profile_data
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -30,10 +36,48 @@ from seqdis_jax.nn.video import FrameDecoder, FrameEncoder  # noqa: E402
 CALLS = 3
 
 
-def main() -> None:
-    width = float(sys.argv[1]) if len(sys.argv) > 1 else 0.25
-    network = sys.argv[2] if len(sys.argv) > 2 else "encoder"
-    lowering = sys.argv[3] if len(sys.argv) > 3 else "gemm"
+def profile(fn, *args) -> tuple[float, collections.Counter]:
+    """(wall seconds per call, {operation name: ns summed over threads and calls})."""
+    for _ in range(2):
+        jax.block_until_ready(fn(*args))
+    with tempfile.TemporaryDirectory() as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            start = time.perf_counter()
+            for _ in range(CALLS):
+                jax.block_until_ready(fn(*args))
+            wall = (time.perf_counter() - start) / CALLS
+        trace = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
+        data = _profile_data.ProfileData.from_file(trace)
+    by_name: collections.Counter = collections.Counter()
+    for plane in data.planes:
+        for line in plane.lines:
+            if line.name == "python":
+                continue
+            for event in line.events:
+                if "Thunk" in event.name or "Await" in event.name:
+                    continue  # the executor's own spans contain the operations
+                by_name[event.name] += event.duration_ns
+    return wall, by_name
+
+
+def report(title: str, wall: float, by_name: collections.Counter, top: int = 0,
+           hlo: str = "") -> None:
+    by_kind: collections.Counter = collections.Counter()
+    for name, ns in by_name.items():
+        by_kind[re.sub(r"[._]?\d+$", "", name)] += ns
+    busy = sum(by_kind.values()) / CALLS / 1e6
+    print(f"{title}: wall {1e3 * wall:.0f} ms per call (traced), operations {busy:.0f} ms "
+          f"summed over threads ({jax.local_devices()[0].platform}, {os.cpu_count()} CPUs)")
+    for kind, ns in by_kind.most_common(12):
+        print(f"  {ns / CALLS / 1e6:7.1f} ms  {kind}")
+    for name, ns in by_name.most_common(top):
+        line = re.search(r"\n\s*%?" + re.escape(name) + r" = [^\n]*", hlo)
+        source = re.search(r'op_name="([^"]+)"', line.group(0)) if line else None
+        where = source.group(1)[-100:] if source else ""
+        print(f"  {ns / CALLS / 1e6:7.1f} ms  {name:30s} {where}")
+
+
+def networks(width: float, network: str, lowering: str) -> None:
     frames = 256
     if network == "encoder":
         module = FrameEncoder(128, width, None, conv_lowering=lowering)
@@ -50,33 +94,49 @@ def main() -> None:
                             inputs, True, mutable=["batch_stats"])
         return jnp.sum((y.astype(jnp.float32) - target) ** 2)
 
-    grad = jax.jit(jax.grad(loss))
-    params = variables["params"]
-    for _ in range(2):
-        jax.block_until_ready(grad(params, inputs))
-    with tempfile.TemporaryDirectory() as trace_dir:
-        with jax.profiler.trace(trace_dir):
-            start = time.perf_counter()
-            for _ in range(CALLS):
-                jax.block_until_ready(grad(params, inputs))
-            wall = (time.perf_counter() - start) / CALLS
-        trace = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
-        profile = _profile_data.ProfileData.from_file(trace)
-    by_kind: collections.Counter = collections.Counter()
-    for plane in profile.planes:
-        for line in plane.lines:
-            if line.name == "python":
-                continue
-            for event in line.events:
-                if "Thunk" in event.name or "Await" in event.name:
-                    continue  # the executor's own spans contain the operations
-                by_kind[re.sub(r"[._]?\d+$", "", event.name)] += event.duration_ns
-    busy = sum(by_kind.values()) / CALLS / 1e6
-    print(f"{network} width={width} lowering={lowering}: wall {1e3 * wall:.0f} ms per call "
-          f"(traced), operations {busy:.0f} ms summed over threads "
-          f"({jax.local_devices()[0].platform}, {os.cpu_count()} CPUs)")
-    for kind, ns in by_kind.most_common(12):
-        print(f"  {ns / CALLS / 1e6:7.1f} ms  {kind}")
+    wall, by_name = profile(jax.jit(jax.grad(loss)), variables["params"], inputs)
+    report(f"{network} width={width} lowering={lowering}", wall, by_name)
+
+
+def step(method_name: str, variant: str, dtype: str, top: int) -> None:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from throughput import CONFIGS  # the methods' Sprites configs
+
+    from seqdis_jax import models, train
+
+    config = CONFIGS[method_name].get_config(variant)
+    config.data.batch_size = 32
+    config.model.compute_dtype = dtype
+    method = models.get_method(config.method)
+    model = method.build(config)
+    tx = train.make_optimizer(config, method)
+    shape = (32, 8, 64, 64, 3)
+    state = train.create_train_state(model, tx, jnp.zeros(shape), jax.random.PRNGKey(0))
+    train_step = train.make_train_step(method, model, tx, config)
+    batch = {"video": np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)}
+    rng = jax.random.PRNGKey(1)
+    hlo = train_step.lower(state, batch, rng).compile().as_text() if top else ""
+    holder = [state]  # the step donates its state: each call continues from the last
+
+    def one_step():
+        holder[0], metrics = train_step(holder[0], batch, rng)
+        return metrics
+
+    wall, by_name = profile(one_step)
+    report(f"{method_name} :{variant} {dtype} step, batch 32", wall, by_name, top, hlo)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "step":
+        method_name = sys.argv[2] if len(sys.argv) > 2 else "dsvae"
+        variant = sys.argv[3] if len(sys.argv) > 3 else "cpu"
+        dtype = sys.argv[4] if len(sys.argv) > 4 else "float32"
+        step(method_name, variant, dtype, int(sys.argv[5]) if len(sys.argv) > 5 else 0)
+        return
+    width = float(sys.argv[1]) if len(sys.argv) > 1 else 0.25
+    network = sys.argv[2] if len(sys.argv) > 2 else "encoder"
+    lowering = sys.argv[3] if len(sys.argv) > 3 else "gemm"
+    networks(width, network, lowering)
 
 
 if __name__ == "__main__":
