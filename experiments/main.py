@@ -351,7 +351,14 @@ def main(argv: list[str]) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except failures as e:  # a run that failed midway
-        print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, errors.CheckpointWriteError):
+            # Orbax's threads of the failed write go on printing tracebacks and may be mid-line
+            # (one once split this message in two): one write that starts on a new line keeps
+            # the message on a line of its own.
+            sys.stderr.write(f"\nerror: {e}\n")
+            sys.stderr.flush()
+        else:
+            print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
         print(f"{e}; resume with: {_resume_command()}", file=sys.stderr, flush=True)
