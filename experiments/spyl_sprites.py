@@ -24,7 +24,7 @@ Variants:
             the batch, K = 1 predicted view per posterior.
   :cpu_code `:cpu`'s network and budget with `:code`'s views, posterior, MWS and weights
             (set_code_switches); the warm-up is half the run (5,000 steps), as `:code`'s 50 of
-            100 epochs.
+            100 epochs; the authors' bank at batch 32: 128 sequences, all of them negatives.
   :smoke    a few steps at tiny width on a 2-character build (tests).
 Paper (Table 1, SPYL): Acc 100 %, IS 8.942, H(y|x) 0.006, H(y) 2.197.
 Measured at commit 37afe59, before issue 19 changed BatchNorm to PyTorch's semantics (a re-run
@@ -72,6 +72,11 @@ def get_config(arg: str | None = None):
     elif variant == "cpu_code":
         set_code_switches(config)
         config.spyl.contrastive_warmup_steps = config.train.num_steps // 2
+        # The authors' bank is 4 x batch prior samples (512 at their batch 128, as `:code`);
+        # at batch 32 that is 128, and their 256 negatives then take the whole bank
+        # (REFERENCE_FACTS.md, "SPYL contrastive views").
+        config.spyl.bank_size = 4 * config.data.batch_size
+        config.spyl.bank_negatives = min(256, config.spyl.bank_size)
     elif variant == "smoke":
         config.spyl.views_per_sequence = 1
     return config
