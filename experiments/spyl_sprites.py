@@ -44,8 +44,13 @@ VARIANTS = ("default", "code", "cpu", "cpu_code", "smoke")
 
 def set_code_switches(config) -> None:
     """The authors' views, network and loss (train.py, cdsvae/model.py), in place; the
-    warm-up length and batch stay the caller's."""
+    warm-up length and batch stay the caller's (the bank follows the batch set before)."""
     config.spyl.views = "code"
+    # The authors' bank is 4 x batch prior samples (512 at their batch 128), and their 256
+    # negatives take the whole bank when it is smaller (REFERENCE_FACTS.md, "SPYL contrastive
+    # views"): 128 of 128 at batch 32.
+    config.spyl.bank_size = 4 * config.data.batch_size
+    config.spyl.bank_negatives = min(256, config.spyl.bank_size)
     set_cdsvae_code_posterior(config)  # SPYL's cdsvae/model.py: linear static heads
     config.spyl.mws_estimator = "per_frame_code"
     config.spyl.contrastive_weight = 1.0
@@ -72,11 +77,6 @@ def get_config(arg: str | None = None):
     elif variant == "cpu_code":
         set_code_switches(config)
         config.spyl.contrastive_warmup_steps = config.train.num_steps // 2
-        # The authors' bank is 4 x batch prior samples (512 at their batch 128, as `:code`);
-        # at batch 32 that is 128, and their 256 negatives then take the whole bank
-        # (REFERENCE_FACTS.md, "SPYL contrastive views").
-        config.spyl.bank_size = 4 * config.data.batch_size
-        config.spyl.bank_negatives = min(256, config.spyl.bank_size)
     elif variant == "smoke":
         config.spyl.views_per_sequence = 1
     return config
