@@ -25,16 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from seqdis_jax.data import augment as A  # noqa: E402
 
 
-def dm_pix_blur(key: jax.Array, frames: jax.Array, cfg: A.MotionAugmentationConfig) -> jax.Array:
-    """The blur as augment.py computed it before (dm_pix.gaussian_blur on edge-padded frames)."""
-    import dm_pix
-
-    sigma = jax.random.uniform(key, (), minval=cfg.blur_sigma_min, maxval=cfg.blur_sigma_max)
-    r = int(cfg.blur_kernel_size / 2)
-    padded = jnp.pad(frames, ((0, 0), (r, r), (r, r), (0, 0)), mode="edge")
-    return dm_pix.gaussian_blur(padded, sigma, cfg.blur_kernel_size, padding="VALID")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32)
@@ -52,7 +42,7 @@ def main() -> None:
         "crop and resize": per_sequence(lambda k, f: A._crop_and_resize(k, f, cfg.crop_min_scale)),
         "colour jitter": per_sequence(lambda k, f: A._color_jitter(k, f, cfg)),
         "blur (shifted sums)": per_sequence(lambda k, f: A._gaussian_blur(k, f, cfg)),
-        "blur (dm_pix, before)": per_sequence(lambda k, f: dm_pix_blur(k, f, cfg)),
+        "blur (dm_pix, before)": per_sequence(lambda k, f: A._gaussian_blur_dm_pix(k, f, cfg)),
         "noise": jax.jit(lambda k, v: v + cfg.noise_std * jax.random.normal(k, v.shape, v.dtype)),
         "motion view (all)": jax.jit(lambda k, v: A.motion_augmentation(k, v, cfg)),
         "content view": jax.jit(A.content_augmentation),

@@ -200,10 +200,10 @@ def _gaussian_blur(key: jax.Array, frames: jax.Array, cfg: MotionAugmentationCon
     `dm_pix.gaussian_blur`'s kernel and order (the horizontal pass, then the vertical one, on
     the edge-padded frames), written as 2 r + 1 shifted multiply-adds per pass: under `vmap`
     with one sigma per sequence, dm_pix's depthwise convolutions ran 9x slower on XLA:CPU
-    (`python bench/augment_cpu.py`; `tests/test_augment.py` checks the two agree).
+    (`python bench/augment_cpu.py`; `tests/test_augment.py` checks it equals
+    `_gaussian_blur_dm_pix`).
     """
-    sigma = jax.random.uniform(key, (), minval=cfg.blur_sigma_min, maxval=cfg.blur_sigma_max)
-    radius = int(cfg.blur_kernel_size / 2)  # dm_pix's rounding of the kernel size
+    sigma, radius = _blur_sigma_and_radius(key, cfg)
     taps = jnp.arange(-radius, radius + 1).astype(jnp.float32)
     weights = jnp.exp(-taps**2 / (2.0 * sigma**2))
     weights = (weights / jnp.sum(weights)).astype(frames.dtype)
@@ -211,6 +211,21 @@ def _gaussian_blur(key: jax.Array, frames: jax.Array, cfg: MotionAugmentationCon
     padded = jnp.pad(frames, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
     rows = sum(weights[i] * padded[:, :, i:i + width] for i in range(2 * radius + 1))
     return sum(weights[i] * rows[:, i:i + height] for i in range(2 * radius + 1))
+
+
+def _gaussian_blur_dm_pix(
+    key: jax.Array, frames: jax.Array, cfg: MotionAugmentationConfig
+) -> jax.Array:
+    """`_gaussian_blur`'s former form, kept as its reference: dm_pix.gaussian_blur on the
+    edge-padded frames (the same sigma draw). Not used in training."""
+    sigma, radius = _blur_sigma_and_radius(key, cfg)
+    padded = jnp.pad(frames, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
+    return dm_pix.gaussian_blur(padded, sigma, cfg.blur_kernel_size, padding="VALID")
+
+
+def _blur_sigma_and_radius(key: jax.Array, cfg: MotionAugmentationConfig) -> tuple[jax.Array, int]:
+    sigma = jax.random.uniform(key, (), minval=cfg.blur_sigma_min, maxval=cfg.blur_sigma_max)
+    return sigma, int(cfg.blur_kernel_size / 2)  # dm_pix's rounding of the kernel size
 
 
 def _augment_sequence(
