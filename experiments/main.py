@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from typing import NoReturn
 
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
@@ -332,6 +333,19 @@ def known_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], 
              errors.DamagedCheckpointError))
 
 
+def exit_with_error(error: Exception, input_errors: tuple[type[Exception], ...]) -> NoReturn:
+    """Ends the command with `error: <message>` on a line of its own: exit status 2 for an
+    error in what the user passed, 1 for a run that failed midway. A failed run's message is
+    one write that starts on a new line: the threads of a failed Orbax write go on printing
+    tracebacks and may be mid-line (one once split this message in two)."""
+    if isinstance(error, input_errors):
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.stderr.write(f"\nerror: {error}\n")
+    sys.stderr.flush()
+    sys.exit(1)
+
+
 def _resume_command(module: str = "experiments.main") -> str:
     """This process's command line, to run again (it resumes from the last checkpoint)."""
     import shlex
@@ -347,19 +361,8 @@ def main(argv: list[str]) -> None:
     input_errors, failures = known_errors()
     try:
         results = run(_CONFIG.value, _WORKDIR.value, _MODE.value, _CHECKPOINT.value)
-    except input_errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except failures as e:  # a run that failed midway
-        if isinstance(e, errors.CheckpointWriteError):
-            # Orbax's threads of the failed write go on printing tracebacks and may be mid-line
-            # (one once split this message in two): one write that starts on a new line keeps
-            # the message on a line of its own.
-            sys.stderr.write(f"\nerror: {e}\n")
-            sys.stderr.flush()
-        else:
-            print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+    except input_errors + failures as e:
+        exit_with_error(e, input_errors)
     except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
         print(f"{e}; resume with: {_resume_command()}", file=sys.stderr, flush=True)
         sys.exit(e.exit_code)

@@ -472,7 +472,7 @@ def main(argv: list[str]) -> None:
         print(f"error: --seeds must be >= 1, got {_SEEDS.value}.", file=sys.stderr)
         sys.exit(2)
     configure_jax()
-    from experiments.main import _resume_command, known_errors
+    from experiments.main import _resume_command, exit_with_error, known_errors
 
     input_errors, failures = known_errors()
     root = os.path.abspath(os.path.expanduser(_ROOT.value))
@@ -485,8 +485,7 @@ def main(argv: list[str]) -> None:
                              _FINISHED_ONLY.value, _ONLY.value)
             print(f"wrote {path}", flush=True)
     except input_errors + failures as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2 if isinstance(e, input_errors) else 1)
+        exit_with_error(e, input_errors)
     except errors.RunInterrupted as e:  # SIGINT/SIGTERM: fit saved a checkpoint at its step
         print(f"{e}; run the same command to resume: {_resume_command('experiments.reproduce')}",
               file=sys.stderr, flush=True)
