@@ -65,25 +65,34 @@ def run_and_judge_arguments(description: str, workdir_help: str, workdir_require
                             ) -> argparse.ArgumentParser:
     """The flags of the judge-diagnosis scripts (this one, motion_parts.py)."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--judge", required=True, help="the judge's workdir")
+    path = os.path.expanduser  # `--judge=~/x`: the shell leaves a `~` after `=` unexpanded
+    parser.add_argument("--judge", required=True, type=path,
+                        help="the judge's workdir (a trained judge: it is never trained here)")
     parser.add_argument("--config", default=None,
                         help="experiments/X.py[:variant]; default: the run's own config.json "
                              "(with its overrides), else experiments/sprites.py:cpu")
-    parser.add_argument("--workdir", default=None, required=workdir_required, help=workdir_help)
+    parser.add_argument("--workdir", default=None, required=workdir_required, type=path,
+                        help=workdir_help)
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--limit", type=int, default=None, help="test sequences (all)")
-    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--data_dir", default=None, type=path)
     return parser
 
 
 def load_test_set_and_judge(args: argparse.Namespace):
     """(config, the test split, judge, judge variables) of the parsed flags."""
+    judge_dir = os.path.abspath(args.judge)
+    if judge_lib.read_metadata(judge_dir) is None:
+        raise SystemExit(f"error: no trained judge in {judge_dir} (--judge); pass the workdir "
+                         f"of a trained judge (`python -m experiments.main --config=... "
+                         f"--mode=judge` trains one).")
     if args.config is None and args.workdir and os.path.exists(
             os.path.join(args.workdir, configuration.CONFIG_FILE)):
         config = configuration.load_config(args.workdir)
     else:
         config = load_config(args.config or "experiments/sprites.py:cpu")
-    config.judge.workdir = args.judge
+    config.judge.workdir = judge_dir
+    config.judge.train_if_missing = False  # these scripts only read a judge
     if args.data_dir:
         config.data.data_dir = args.data_dir
     dataset = registry.load(config.data, "test")

@@ -1,10 +1,13 @@
-"""bench/throughput.py: one tiny measurement end to end, its JSON, and its refusals."""
+"""bench/throughput.py: one tiny measurement end to end, its JSON, and its refusals; the judge
+diagnoses' refusal of a missing judge."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -67,3 +70,17 @@ def test_flops_of_reads_every_cost_analysis_form(throughput):
     assert throughput.flops_of({"flops": 10.0, "bytes accessed": 3.0}) == 10.0
     assert throughput.flops_of([{"flops": 4.0}, {"flops": 6.0}]) == 10.0
     assert throughput.flops_of(None) != throughput.flops_of(None)  # nan
+
+
+@pytest.mark.parametrize("script", ["judge_frames.py", "motion_parts.py"])
+def test_judge_diagnoses_refuse_a_missing_judge_and_train_none(tmp_path, script):
+    """A --judge without a trained judge (e.g. `--judge=~/x`, whose `~` the shell leaves
+    unexpanded after `=`) stops with one line; no judge is trained or directory made."""
+    missing = tmp_path / "no_judge"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", script), f"--judge={missing}",
+         f"--workdir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stderr.startswith("error: no trained judge in ") and (
+        result.stderr.count("\n") == 1), result.stderr[-2000:]
+    assert not missing.exists()
