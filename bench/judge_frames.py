@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from seqdis_jax import configuration, train  # noqa: E402
+from seqdis_jax import configuration, errors, train  # noqa: E402
 from seqdis_jax import judge as judge_lib  # noqa: E402
 from seqdis_jax.data import registry  # noqa: E402
 from seqdis_jax.data.pipeline import eval_batches, model_inputs  # noqa: E402
@@ -83,9 +83,9 @@ def load_test_set_and_judge(args: argparse.Namespace):
     """(config, the test split, judge, judge variables) of the parsed flags."""
     judge_dir = os.path.abspath(args.judge)
     if judge_lib.read_metadata(judge_dir) is None:
-        raise SystemExit(f"error: no trained judge in {judge_dir} (--judge); pass the workdir "
-                         f"of a trained judge (`python -m experiments.main --config=... "
-                         f"--mode=judge` trains one).")
+        raise errors.MissingCheckpointError(
+            f"no trained judge in {judge_dir} (--judge); pass the workdir of a trained judge "
+            f"(`python -m experiments.main --config=... --mode=judge` trains one).")
     if args.config is None and args.workdir and os.path.exists(
             os.path.join(args.workdir, configuration.CONFIG_FILE)):
         config = configuration.load_config(args.workdir)
@@ -143,5 +143,17 @@ def main() -> None:
     print(json.dumps(report, indent=1))
 
 
+def run_main(main_function) -> None:
+    """Runs a diagnosis script's main; a bad flag or input (no judge, no prepared data, no such
+    checkpoint) ends with the launcher's one `error:` line and exit status 2."""
+    from experiments.main import exit_with_error, known_errors
+
+    input_errors, failures = known_errors()
+    try:
+        main_function()
+    except input_errors + failures as e:
+        exit_with_error(e, input_errors)
+
+
 if __name__ == "__main__":
-    main()
+    run_main(main)

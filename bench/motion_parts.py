@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from judge_frames import load_test_set_and_judge, run_and_judge_arguments  # noqa: E402
+from judge_frames import load_test_set_and_judge, run_and_judge_arguments, run_main  # noqa: E402
 
 from seqdis_jax import metrics as metrics_lib  # noqa: E402
 from seqdis_jax import train  # noqa: E402
@@ -116,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

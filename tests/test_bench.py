@@ -80,7 +80,21 @@ def test_judge_diagnoses_refuse_a_missing_judge_and_train_none(tmp_path, script)
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bench", script), f"--judge={missing}",
          f"--workdir={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("error: no trained judge in ") and (
         result.stderr.count("\n") == 1), result.stderr[-2000:]
     assert not missing.exists()
+
+
+def test_judge_diagnoses_say_unprepared_data_in_one_line(tmp_path):
+    """A judge but no prepared dataset under --data_dir: one `error:` line, exit status 2."""
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    (judge / "judge.json").write_text("{}")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "motion_parts.py"), f"--judge={judge}",
+         f"--workdir={tmp_path}", f"--data_dir={tmp_path / 'no_data'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
+        result.stderr[-2000:])
