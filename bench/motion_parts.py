@@ -62,27 +62,15 @@ def parts(predicted: np.ndarray, own: np.ndarray, other: np.ndarray | None = Non
 def svc_by_character(codes: dict[str, np.ndarray], motion: np.ndarray) -> dict[str, float]:
     """SVC accuracy of each motion part from each code on 80/20 splits that keep each
     character's 9 sequences together (3 seeds), so that knowing the character does not help."""
-    from sklearn.model_selection import GroupShuffleSplit
-    from sklearn.svm import SVC
-
-    characters = np.arange(len(motion)) // 9
     whole = len(motion) // 9 * 9
     if not np.array_equal(motion[:whole], np.tile(np.arange(9), whole // 9)):
         return {}  # not the test split's order: the characters are unknown
-    parts = registry.factor_part_labels(motion, sprites.SPEC.factor_parts["motion"])
-    results = {}
-    for code, features in codes.items():
-        features = features.reshape(len(motion), -1)
-        for part, labels in parts.items():
-            accuracies = []
-            for seed in range(3):
-                train_rows, test_rows = next(GroupShuffleSplit(
-                    1, test_size=0.2, random_state=seed).split(features, labels, characters))
-                fitted = SVC().fit(features[train_rows], labels[train_rows])
-                accuracies.append(np.mean(fitted.predict(features[test_rows])
-                                          == labels[test_rows]))
-            results[f"{part}_from_{code}"] = round(float(np.mean(accuracies)), 4)
-    return results
+    return {f"{part}_from_{code}": round(metrics_lib.latent_classification(
+                features, labels, ("svc",), seeds=range(3),
+                groups=np.arange(len(motion)) // 9)["svc"][0], 4)
+            for code, features in codes.items()
+            for part, labels in registry.factor_part_labels(
+                motion, sprites.SPEC.factor_parts["motion"]).items()}
 
 
 def main() -> None:

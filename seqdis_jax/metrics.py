@@ -136,19 +136,28 @@ def latent_classification(
     classifiers: Sequence[str] = ("svc", "random_forest", "knn"),
     seeds: Sequence[int] = tuple(range(10)),
     test_fraction: float = 0.2,
+    groups: np.ndarray | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Test accuracy (mean, std over `seeds`) of each classifier predicting `labels` (N,)
-    from `features` (N, D) on random 80/20 splits (SPYL 5.5)."""
-    from sklearn.model_selection import train_test_split
+    from `features` (N, D) on random 80/20 splits (SPYL 5.5); with `groups` (N,), splits
+    that keep each group together (e.g. a character's sequences)."""
+    from sklearn.model_selection import GroupShuffleSplit, train_test_split
 
     features = np.asarray(features, np.float64).reshape(len(labels), -1)
+    labels = np.asarray(labels)
     results = {}
     for name in classifiers:
         accuracies = []
         for seed in seeds:
-            x_tr, x_te, y_tr, y_te = train_test_split(
-                features, labels, test_size=test_fraction, random_state=seed
-            )
+            if groups is None:
+                x_tr, x_te, y_tr, y_te = train_test_split(
+                    features, labels, test_size=test_fraction, random_state=seed
+                )
+            else:
+                rows_tr, rows_te = next(GroupShuffleSplit(
+                    1, test_size=test_fraction, random_state=seed).split(features, labels, groups))
+                x_tr, x_te, y_tr, y_te = (features[rows_tr], features[rows_te], labels[rows_tr],
+                                          labels[rows_te])
             classifier = _classifier(name, seed, len(y_tr)).fit(x_tr, y_tr)
             accuracies.append(float(np.mean(classifier.predict(x_te) == y_te)))
         results[name] = (float(np.mean(accuracies)), float(np.std(accuracies)))
