@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from frame_networks_cpu import best_ms  # noqa: E402 (bench/ is sys.path[0])
 
-from seqdis_jax.nn.conv import conv2d, conv_transpose, space_to_depth  # noqa: E402
+from seqdis_jax.nn.conv import conv2d, conv_transpose, kernel_blocks, space_to_depth  # noqa: E402
 from seqdis_jax.nn.video import BLOCK_CHANNELS, scaled  # noqa: E402
 
 PADS = ((1, 1), (1, 1))
@@ -35,8 +35,8 @@ PADS = ((1, 1), (1, 1))
 
 def conv2d_s2d(x, kernel):
     """Conv(k4, s2, p1) as `nn.conv.space_to_depth` + XLA's stride-1 2x2 convolution."""
-    blocks, w_blocks, (ho, wo) = space_to_depth(x, kernel, (2, 2), PADS)
-    y = lax.conv_general_dilated(blocks, w_blocks, (1, 1), "VALID",
+    blocks, (ho, wo) = space_to_depth(x, kernel.shape[:2], (2, 2), PADS)
+    y = lax.conv_general_dilated(blocks, kernel_blocks(kernel, (2, 2)), (1, 1), "VALID",
                                  dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y[:, :ho, :wo]
 

@@ -98,7 +98,9 @@ def networks(width: float, network: str, lowering: str) -> None:
     report(f"{network} width={width} lowering={lowering}", wall, by_name)
 
 
-def step(method_name: str, variant: str, dtype: str, top: int) -> None:
+def build_step(method_name: str, variant: str, dtype: str):
+    """The method's jitted Sprites train step at batch 32 with `model.compute_dtype` = dtype,
+    and its arguments (state, a uint8 batch, rng)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from throughput import CONFIGS  # the methods' Sprites configs
 
@@ -114,7 +116,11 @@ def step(method_name: str, variant: str, dtype: str, top: int) -> None:
     state = train.create_train_state(model, tx, jnp.zeros(shape), jax.random.PRNGKey(0))
     train_step = train.make_train_step(method, model, tx, config)
     batch = {"video": np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)}
-    rng = jax.random.PRNGKey(1)
+    return train_step, (state, batch, jax.random.PRNGKey(1))
+
+
+def step(method_name: str, variant: str, dtype: str, top: int) -> None:
+    train_step, (state, batch, rng) = build_step(method_name, variant, dtype)
     hlo = train_step.lower(state, batch, rng).compile().as_text() if top else ""
     holder = [state]  # the step donates its state: each call continues from the last
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -233,6 +236,47 @@ def test_conv2d_gemm_bfloat16_accumulates_in_float32():
     assert y16.dtype == jnp.bfloat16
     rel = float(jnp.linalg.norm(y16.astype(jnp.float32) - y32) / jnp.linalg.norm(y32))
     assert rel < 1e-2, rel
+
+
+@pytest.fixture(scope="module")
+def product_dtypes():
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                        "product_dtypes.py")
+    spec = importlib.util.spec_from_file_location("bench_product_dtypes", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "conv_transpose"])
+def test_bfloat16_gemm_products_stay_bfloat16_forward_and_backward(layer, product_dtypes):
+    """With bf16 operands every matrix product of the compiled forward + backward multiplies
+    bf16 by bf16 (XLA:CPU runs a mixed float32 x bf16 product in float32), and the values and
+    gradients stay within bf16 rounding of the float32 ones."""
+    pads = ((1, 1), (1, 1))
+    if layer == "conv2d":
+        x, w = _normal((2, 16, 16, 8), 0), _normal((4, 4, 8, 16), 1)
+
+        def f(x, w):
+            return conv2d(x, w, (2, 2), pads)
+    else:
+        x, w = _normal((2, 8, 8, 16), 0), _normal((4, 4, 16, 8), 1)
+
+        def f(x, w):
+            return conv_transpose(x, w, (2, 2), "SAME")
+    cot = _normal(jax.eval_shape(f, x, w).shape, 2)
+
+    def loss(x, w):
+        return jnp.sum(f(x, w).astype(jnp.float32) * cot)
+
+    grad = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
+    found = product_dtypes.products(grad.lower(x16, w16).compile().as_text())
+    assert len(found) == 3, found  # the forward product and its two gradients
+    assert all(p["dtypes"] == ("bf16", "bf16") for p in found), found
+    for a16, a32 in zip(jax.tree.leaves(grad(x16, w16)), jax.tree.leaves(grad(x, w))):
+        a16 = a16.astype(jnp.float32)
+        assert float(jnp.linalg.norm(a16 - a32) / jnp.linalg.norm(a32)) < 2e-2
 
 
 def test_conv2d_gemm_rejects_kernel_not_divisible_by_stride():

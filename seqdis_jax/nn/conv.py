@@ -221,7 +221,10 @@ def conv_transpose(
       * ``lowering="xla"``: XLA's transposed convolution forward with a custom VJP that uses
         f's forward for the input gradient and f's weight gradient for the kernel gradient
         (XLA:CPU's own kernel gradient of a strided transposed convolution is very slow).
-    Stride 1 uses plain autodiff (no input dilation, so it is already fast).
+    With ``lowering="xla"``, stride 1 uses plain autodiff (no input dilation). With "gemm" it
+    is one matrix product too: XLA:CPU computes the kernel gradient of a stride-1 transposed
+    convolution of a 1x1 input (the decoder's first layer) as a convolution over the input
+    padded to 7x7, 16x the FLOPs of the product (`python bench/product_dtypes.py`).
     """
     nd = x.ndim - 2
     strides = tuple(int(s) for s in strides)
@@ -235,9 +238,10 @@ def conv_transpose(
     def fast(x, kernel):
         return _conv_transpose_fast(x, kernel, strides, pads, precision)
 
-    if all(s == 1 for s in strides):
+    stride_1 = all(s == 1 for s in strides)
+    if stride_1 and lowering == "xla":
         return plain(x, kernel)
-    cpu = fast
+    cpu = plain if stride_1 else fast
     if lowering == "gemm" and nd == 2 and not any(k % s for k, s in zip(kernel_size, strides)):
         # T's output size: the stride-dilated input, padded, minus the kernel, plus one
         out_spatial = tuple((n - 1) * s + 1 + lo + hi - k + 1 for n, s, (lo, hi), k
@@ -253,11 +257,16 @@ def conv_transpose(
 
 def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
                          out_spatial: Ints) -> Array:
-    """T(x, K) as the linear transpose of z -> f(z, K) = conv2d_gemm(z, K flipped, in <-> out)
-    (`python bench/frame_networks_cpu.py` times the decoder with either lowering)."""
+    """T(x, K), the linear transpose of z -> f(z, K) = P(z) W with P = `_patches` and W f's
+    kernel matrix (K flipped, in <-> out): T(x) = P^T(x W^T), one matrix product and the
+    transpose of P's data movement (its overlap-adds). `python bench/frame_networks_cpu.py`
+    times the decoder with either lowering."""
     flipped = jnp.swapaxes(lax.rev(kernel, (0, 1)), 2, 3)  # (k, k, out, in): f's HWIO kernel
     z = jnp.zeros((x.shape[0], *out_spatial, kernel.shape[-1]), x.dtype)
-    (y,) = jax.linear_transpose(lambda z: conv2d_gemm(z, flipped, strides, f_pads), z)(x)
+    patches = matrix_product(x.reshape(-1, x.shape[-1]),
+                             _transposed_copy(_kernel_matrix(flipped.astype(x.dtype), strides)))
+    (y,) = jax.linear_transpose(lambda z: _patches(z, kernel.shape[:2], strides, f_pads)[0],
+                                z)(patches)
     return y
 
 
@@ -341,17 +350,16 @@ class FastConvTranspose(_ConvLayer):
 # the transposes of the slices, so no custom VJP is needed.
 
 
-def space_to_depth(x: Array, kernel: Array, strides: Sequence[int], padding: Pads
-                   ) -> tuple[Array, Array, tuple[int, int]]:
-    """The stride-1 form of a strided convolution (module comment above): X = space_to_depth of
-    the padded x, (N, H', W', s_h s_w C); the kernel regrouped to match, HWIO (k_h/s_h, k_w/s_w,
-    s_h s_w C, Cout); and the output size (Ho, Wo), the top-left corner of X's VALID output.
-    Needs kernel size % stride == 0 per axis."""
+def space_to_depth(x: Array, kernel_size: Ints, strides: Ints, padding: Pads
+                   ) -> tuple[Array, tuple[int, int]]:
+    """The input of a strided convolution's stride-1 form (module comment above): X =
+    space_to_depth of the padded x, (N, H', W', s_h s_w C), and the output size (Ho, Wo), the
+    top-left corner of X's VALID output. Needs kernel size % stride == 0 per axis."""
     n, h, w, c = x.shape
-    kh, kw, _, c_out = kernel.shape
+    kh, kw = kernel_size
     sh, sw = strides
     if kh % sh or kw % sw:
-        raise ValueError(f"conv2d_gemm needs kernel size {kernel.shape[:2]} divisible by the "
+        raise ValueError(f"conv2d_gemm needs kernel size {tuple(kernel_size)} divisible by the "
                          f"strides {tuple(strides)}; use lax.conv_general_dilated.")
     (plo, phi), (qlo, qhi) = padding
     ho, wo = (h + plo + phi - kh) // sh + 1, (w + qlo + qhi - kw) // sw + 1
@@ -359,30 +367,104 @@ def space_to_depth(x: Array, kernel: Array, strides: Sequence[int], padding: Pad
     hp, wp = -(-(h + plo + phi) // sh) * sh, -(-(w + qlo + qhi) // sw) * sw
     x = lax.pad(x, jnp.zeros((), x.dtype),
                 ((0, 0, 0), (plo, hp - h - plo, 0), (qlo, wp - w - qlo, 0), (0, 0, 0)))
-    ta, tb = kh // sh, kw // sw
     blocks = x.reshape(n, hp // sh, sh, wp // sw, sw, c).transpose(0, 1, 3, 2, 4, 5)
-    blocks = blocks.reshape(n, hp // sh, wp // sw, sh * sw * c)
-    w_blocks = kernel.reshape(ta, sh, tb, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
-    return blocks, w_blocks.reshape(ta, tb, sh * sw * c, c_out), (ho, wo)
+    return blocks.reshape(n, hp // sh, wp // sw, sh * sw * c), (ho, wo)
+
+
+def kernel_blocks(kernel: Array, strides: Ints) -> Array:
+    """An HWIO kernel regrouped for `space_to_depth`'s X: (k_h/s_h, k_w/s_w, s_h s_w Cin, Cout),
+    channels ordered (p, q, c) as X's."""
+    kh, kw, c, c_out = kernel.shape
+    sh, sw = strides
+    w_blocks = kernel.reshape(kh // sh, sh, kw // sw, sw, c, c_out).transpose(0, 2, 1, 3, 4, 5)
+    return w_blocks.reshape(kh // sh, kw // sw, sh * sw * c, c_out)
+
+
+def _transposed_copy(x: Array) -> Array:
+    """x (M, C) -> x^T (C, M), written out in memory. XLA:CPU's fast matrix kernel (YNNPACK)
+    takes row-major operands whose contraction is the left one's last axis and the right one's
+    first. A plain `x.T` feeding a dot is folded into the dot's dimension numbers instead, and
+    XLA then runs a bf16 product in float32 with a slower kernel; this rank-3 transpose is not
+    folded (`python bench/product_dtypes.py` lists the dtypes every product ran in)."""
+    m, c = x.shape
+    return x.reshape(m, 1, c).transpose(2, 0, 1).reshape(c, m)
+
+
+@jax.custom_vjp
+def _product(a: Array, b: Array) -> Array:
+    """a (M, K) @ b (K, N) for bfloat16 operands, accumulated and returned in float32, with the
+    backward pass `matrix_product` describes."""
+    return lax.dot(a, b, preferred_element_type=jnp.float32)
+
+
+def _product_fwd(a: Array, b: Array) -> tuple[Array, tuple[Array, Array]]:
+    return _product(a, b), (a, b)
+
+
+def _product_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+    a, b = res
+    acc = g.dtype
+    # g is the transpose of the caller's cast of the product to bf16: casting it back loses
+    # nothing, and keeps the products below bf16 x bf16
+    g = g.astype(a.dtype)
+    da = lax.dot(g, _transposed_copy(b), preferred_element_type=acc)
+    # Both products in the (row-major lhs, row-major rhs) form the fast kernel takes: b^T is
+    # small; db = a^T g contracts the long M axis, so transpose the smaller of a and g
+    if a.size <= g.size:
+        db = lax.dot(_transposed_copy(a), g, preferred_element_type=acc)
+    else:
+        db = _transposed_copy(lax.dot(_transposed_copy(g), a, preferred_element_type=acc))
+    return da.astype(a.dtype), db.astype(b.dtype)
+
+
+_product.defvjp(_product_fwd, _product_bwd)
+
+
+def matrix_product(a: Array, b: Array) -> Array:
+    """a (M, K) @ b (K, N) accumulated in at least float32, returned in the operands' (promoted)
+    dtype.
+
+    bfloat16 operands go through `_product`, whose backward is bf16 x bf16 products in the form
+    XLA:CPU's fast kernel takes, so they reach the CPU's bf16 units forward and backward.
+    (Autodiff of a plain dot multiplies the float32 cotangent by a bf16 operand and contracts
+    the weight gradient over its transposed long axis; XLA:CPU runs both in float32:
+    `python bench/product_dtypes.py dsvae cpu bfloat16`.) float32 keeps plain autodiff, which
+    measured faster in float32 than `_product`'s backward (docs/results.md, issue 20).
+    """
+    dtype = jnp.result_type(a, b)
+    if dtype == jnp.bfloat16:
+        return _product(a.astype(dtype), b.astype(dtype)).astype(dtype)
+    acc = jnp.promote_types(dtype, jnp.float32)
+    return lax.dot(a, b, preferred_element_type=acc).astype(dtype)
+
+
+def _patches(x: Array, kernel_size: Ints, strides: Ints, padding: Pads
+             ) -> tuple[Array, tuple[int, int]]:
+    """The (N Ho Wo, (k/s)^2 s^2 C) matrix of the stride-1 form's (k/s)^2 shifted views (module
+    comment above) and the output size (Ho, Wo). Pure data movement, linear in x."""
+    blocks, (ho, wo) = space_to_depth(x, kernel_size, strides, padding)
+    ta, tb = kernel_size[0] // strides[0], kernel_size[1] // strides[1]
+    patches = jnp.concatenate(
+        [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
+    return patches.reshape(x.shape[0] * ho * wo, -1), (ho, wo)
+
+
+def _kernel_matrix(kernel: Array, strides: Ints) -> Array:
+    """The HWIO kernel as the ((k/s)^2 s^2 Cin, Cout) matrix that `_patches` multiplies."""
+    return kernel_blocks(kernel, strides).reshape(-1, kernel.shape[-1])
 
 
 def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
     """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
-    written as space-to-depth + one `dot_general`. Needs kernel size % stride == 0 per axis.
+    written as space-to-depth + one matrix product. Needs kernel size % stride == 0 per axis.
 
-    bfloat16 operands are multiplied with float32 accumulation (`preferred_element_type`),
-    which reaches the CPU's bf16 matrix units; the result has the operands' dtype.
+    bfloat16 operands are multiplied with float32 accumulation, forward and backward
+    (`matrix_product`); the result has the operands' dtype.
     """
-    blocks, w_blocks, (ho, wo) = space_to_depth(x, kernel, strides, padding)
-    n, c_out = x.shape[0], kernel.shape[-1]
-    ta, tb = w_blocks.shape[:2]
-    patches = jnp.concatenate(
-        [blocks[:, a:a + ho, b:b + wo, :] for a in range(ta) for b in range(tb)], axis=-1)
-    w_mat = w_blocks.reshape(-1, c_out)
-    acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
-    y = lax.dot_general(patches.reshape(n * ho * wo, -1), w_mat, (((1,), (0,)), ((), ())),
-                        preferred_element_type=acc)
-    return y.reshape(n, ho, wo, c_out).astype(jnp.result_type(x, kernel))
+    dtype = jnp.result_type(x, kernel)
+    patches, (ho, wo) = _patches(x.astype(dtype), kernel.shape[:2], strides, padding)
+    y = matrix_product(patches, _kernel_matrix(kernel.astype(dtype), strides))
+    return y.reshape(x.shape[0], ho, wo, kernel.shape[-1])
 
 
 def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike,
