@@ -5,6 +5,7 @@ one run on the same machine: the speed ratio per method, batch, width and dtype.
     python bench/compare_torch.py                              # dsvae, cdsvae, dbse; batch 32
     python bench/compare_torch.py --methods=cdsvae --batches=32,128 --variants=default,cpu
     python bench/compare_torch.py --dtypes=float32,bfloat16 --rounds=3 --json=/tmp/cmp.json
+    git worktree add /tmp/before HEAD~1 && python bench/compare_torch.py --baseline=/tmp/before
 
 For each (method, batch, variant) it starts two worker processes, ours (JAX) and the reference
 (PyTorch, float32), each building its step at the same sizes (our config
@@ -14,6 +15,9 @@ and then waiting. The driver then asks them in turn, A B A B ..., for --steps_pe
 steps each, for --rounds rounds, so that both see the same machine state; only one worker runs
 at a time. Each `dtype` of ours is a separate worker (bfloat16 = `model.compute_dtype`:
 bf16 activations and matrix products with float32 accumulation, float32 parameters and Adam).
+--baseline=DIR adds our step as another checkout of this repository computes it (rows `before
+...`, its own bench/compare_torch.py as the worker), so that a change is measured before and
+after in the same run.
 
 Printed per row: the median and minimum step time of each, `torch / ours` on medians (> 1: ours
 is faster), and the sustained GFLOP/s of our step (XLA's cost analysis of the compiled step,
@@ -151,11 +155,11 @@ def _serve(run, warmup: int, info: dict) -> None:
 # --- driver -----------------------------------------------------------------------------------
 
 class Worker:
-    def __init__(self, name: str, args: list[str]):
+    def __init__(self, name: str, args: list[str], root: str = ROOT):
         self.name = name
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                     cwd=ROOT)
+        script = os.path.join(root, "bench", "compare_torch.py")
+        self.proc = subprocess.Popen([sys.executable, script, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, cwd=root)
         self.info = self._read()
         self.times: list[float] = []
 
@@ -182,9 +186,10 @@ def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> l
     workers = [Worker("torch float32", ["--worker=torch", *common])]
     if args.torch_bf16:
         workers.append(Worker("torch bf16 autocast", ["--worker=torch", "--bf16", *common]))
-    workers += [Worker(f"ours {d} {lowering}",
-                       ["--worker=jax", "--dtype", d, "--lowering", lowering, *common])
-                for d in dtypes for lowering in args.lowerings.split(",")]
+    roots = [("ours", ROOT)] + ([("before", args.baseline)] if args.baseline else [])
+    workers += [Worker(f"{who} {d} {lowering}",
+                       ["--worker=jax", "--dtype", d, "--lowering", lowering, *common], root)
+                for d in dtypes for who, root in roots for lowering in args.lowerings.split(",")]
     try:
         for _ in range(args.rounds):  # A B A B ...
             for w in workers:
@@ -210,12 +215,15 @@ def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> l
 
 
 def print_table(path: str) -> None:
-    """Markdown rows of a --json file; GFLOP/s from the FLOP count of the `xla` program of the
-    same (method, batch, variant) for every row, so that rows compare at equal work."""
+    """Markdown rows of a --json file; GFLOP/s from one FLOP count per (method, batch, variant)
+    for every row, so that rows compare at equal work: that of the float32 `xla` program if the
+    file has one, else the float32 `before` program's, else our float32 program's."""
     with open(path, encoding="utf-8") as f:
         rows = json.load(f)["rows"]
-    flops = {(r["method"], r["batch"], r["variant"]): r["step_gflop"] for r in rows
-             if r["who"].endswith(" xla") and "float32" in r["who"]}
+    flops = {}
+    for pattern in ("ours float32", "before float32", " float32 xla"):  # the last found wins
+        flops.update({(r["method"], r["batch"], r["variant"]): r["step_gflop"] for r in rows
+                      if pattern in r["who"] and "step_gflop" in r})
     print("| method | batch | width | who | step (s), median (min) | torch fp32 / this | GFLOP/s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
@@ -239,6 +247,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--torch_bf16", action="store_true",
                         help="also time the reference under torch.autocast(bfloat16)")
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="also time our step as this other checkout computes it")
     parser.add_argument("--json", default=None)
     parser.add_argument("--table", default=None, metavar="JSON",
                         help="print the markdown table of a saved --json file and exit")
@@ -251,6 +261,11 @@ def main() -> None:
     parser.add_argument("--lowering", default="gemm")
     parser.add_argument("--bf16", action="store_true")
     args = parser.parse_args()
+    if args.baseline:
+        args.baseline = os.path.abspath(os.path.expanduser(args.baseline))
+        if not os.path.isfile(os.path.join(args.baseline, "bench", "compare_torch.py")):
+            parser.error(f"--baseline={args.baseline} is not a checkout of this repository "
+                         "(no bench/compare_torch.py); make one with `git worktree add DIR REV`.")
     if args.table:
         return print_table(args.table)
     if args.worker == "jax":
