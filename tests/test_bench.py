@@ -98,3 +98,14 @@ def test_judge_diagnoses_say_unprepared_data_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, (
         result.stderr[-2000:])
+
+
+def test_compare_torch_refuses_a_baseline_that_is_no_checkout(tmp_path):
+    """--baseline must be another checkout of this repository: one usage error, exit 2, before
+    any worker (or torch) starts."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "compare_torch.py"),
+         f"--baseline={tmp_path}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "is not a checkout of this repository" in result.stderr
+    assert "git worktree add" in result.stderr
