@@ -347,7 +347,8 @@ class FastConvTranspose(_ConvLayer):
 # to match. The (k/s)^2 shifted views of X are concatenated along channels (an im2col of
 # (k/s)^2 taps instead of k^2) and multiplied by W' as one (N*Ho*Wo, (k/s)^2 s^2 C) x
 # ((k/s)^2 s^2 C, Cout) matrix product. Autodiff of that program is again matrix products plus
-# the transposes of the slices, so no custom VJP is needed.
+# the transposes of the slices; only the product itself has a custom VJP, and only in bfloat16
+# (`matrix_product`).
 
 
 def space_to_depth(x: Array, kernel_size: Ints, strides: Ints, padding: Pads
