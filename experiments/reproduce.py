@@ -129,8 +129,10 @@ TABLES: dict[str, Table] = {
         "of each action (the authors' balanced protocol). R-WAE's paper prints "
         "classification errors; its Acc is 100 - error. The papers report no fix-s accuracy "
         "on Sprites, and no split of the judged motion into its action and facing direction "
-        "(the last three columns; the swap decodes s of another test sequence, which shares "
-        "no direction where judge_swap can find such partners, with d_1:T of each).",
+        "(the last three columns). The swap decodes s of another test sequence with d_1:T of "
+        "each; judge_swap's partners are one shift of the test order and may share the "
+        "direction (metrics.json's swap/motion/direction/labels_agree says how often), so "
+        "where they do, following s and following d look alike.",
         (("fix d: motion", "fix_dynamics/motion/accuracy"),
          ("fix d: action", "fix_dynamics/motion/action/accuracy"),
          ("fix d: direction", "fix_dynamics/motion/direction/accuracy"),
