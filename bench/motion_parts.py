@@ -65,12 +65,11 @@ def svc_by_character(codes: dict[str, np.ndarray], motion: np.ndarray) -> dict[s
     whole = len(motion) // 9 * 9
     if not np.array_equal(motion[:whole], np.tile(np.arange(9), whole // 9)):
         return {}  # not the test split's order: the characters are unknown
+    parts = registry.factor_part_labels(motion, sprites.SPEC.factor_parts["motion"])
+    characters = np.arange(len(motion)) // 9
     return {f"{part}_from_{code}": round(metrics_lib.latent_classification(
-                features, labels, ("svc",), seeds=range(3),
-                groups=np.arange(len(motion)) // 9)["svc"][0], 4)
-            for code, features in codes.items()
-            for part, labels in registry.factor_part_labels(
-                motion, sprites.SPEC.factor_parts["motion"]).items()}
+                features, labels, ("svc",), seeds=range(3), groups=characters)["svc"][0], 4)
+            for code, features in codes.items() for part, labels in parts.items()}
 
 
 def main() -> None:
