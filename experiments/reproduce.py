@@ -102,7 +102,8 @@ JUDGED = (Column("Acc", "fix_dynamics/motion/accuracy", True),
           # low Acc misses, and whether s carries the direction (judge_swap, real codes).
           Column("Acc action (fix d)", "fix_dynamics/motion/action/accuracy", True),
           Column("Acc direction (fix d)", "fix_dynamics/motion/direction/accuracy", True),
-          Column("direction follows s (swap)", "swap/motion/direction/follows_other_code", True))
+          Column("direction follows s (swap, directions differ)",
+                 "swap/motion/direction/follows_other_code_where_labels_differ", True))
 SPRITES_ROWS = (
     Row("DSVAE", "sprites", _variants("default", "cpu"), ("cdsvae", "Table 1", "DSVAE")),
     Row("C-DSVAE", "cdsvae_sprites", _variants("default", "cpu"),
@@ -130,9 +131,9 @@ TABLES: dict[str, Table] = {
         "classification errors; its Acc is 100 - error. The papers report no fix-s accuracy "
         "on Sprites, and no split of the judged motion into its action and facing direction "
         "(the last three columns). The swap decodes s of another test sequence with d_1:T of "
-        "each; judge_swap's partners are one shift of the test order and may share the "
-        "direction (metrics.json's swap/motion/direction/labels_agree says how often), so "
-        "where they do, following s and following d look alike.",
+        "each and counts how often the judged direction is the partner's, over the pairs "
+        "whose two directions differ (metrics.json's swap/motion/direction/"
+        "pairs_where_labels_differ says how many): there it follows s or d_1:T, not both.",
         (("fix d: motion", "fix_dynamics/motion/accuracy"),
          ("fix d: action", "fix_dynamics/motion/action/accuracy"),
          ("fix d: direction", "fix_dynamics/motion/direction/accuracy"),

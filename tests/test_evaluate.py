@@ -333,6 +333,17 @@ def test_judge_swap_takes_motion_from_d_and_appearance_from_the_partners_s():
         np.mean(np.argmax(probs["color"][partner], 1) == _COLOR))
     assert results["swap/motion/labels_agree"] == np.mean(_MOTION == _MOTION[partner])
     assert results["swap/color/labels_agree"] == np.mean(_COLOR == _COLOR[partner])
+    # The same rates over the pairs whose two labels differ only, in plain numpy.
+    for name, labels, judged, source, other in (
+            ("motion", _MOTION, np.argmax(probs["motion"], 1), np.arange(40), partner),
+            ("color", _COLOR, np.argmax(probs["color"][partner], 1), partner, np.arange(40))):
+        differ = labels != labels[partner]
+        assert differ.any() and not differ.all()
+        assert results[f"swap/{name}/pairs_where_labels_differ"] == differ.sum()
+        assert results[f"swap/{name}/accuracy_where_labels_differ"] == pytest.approx(
+            np.mean((judged == labels[source])[differ]))
+        assert results[f"swap/{name}/follows_other_code_where_labels_differ"] == pytest.approx(
+            np.mean((judged == labels[other])[differ]))
 
 
 def test_factor_parts_split_sprites_motion_into_action_and_direction():
@@ -370,6 +381,11 @@ def test_judge_evaluators_score_the_parts_of_a_product_factor():
     for key in ("accuracy", "follows_other_code", "labels_agree"):
         assert swap[f"swap/motion/value/{key}"] == swap[f"swap/motion/{key}"]
         assert swap[f"swap/motion/sign/{key}"] == 1.0
+    for key in ("accuracy", "follows_other_code"):
+        assert swap[f"swap/motion/value/{key}_where_labels_differ"] == swap[
+            f"swap/motion/{key}_where_labels_differ"]
+        assert np.isnan(swap[f"swap/motion/sign/{key}_where_labels_differ"])  # one sign
+    assert swap["swap/motion/sign/pairs_where_labels_differ"] == 0
     ctx.config.eval.judge_curve_sequences = 10
     curve = evaluators.make_judge_curve(ctx.config, ctx.model, ctx.dataset, ctx.judge_loader)
     point = curve(types.SimpleNamespace(params={}, batch_stats={}))

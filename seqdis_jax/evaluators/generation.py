@@ -256,8 +256,10 @@ def judge_swap(ctx: EvalContext) -> dict[str, Any]:
     appearance came with s); `swap/mean_static_accuracy`. `swap/<factor>/follows_other_code`:
     the judged label equals the other source's instead (a motion that came with s, an
     appearance with d); `swap/<factor>/labels_agree`: how often i and j share the label (both
-    counts include those); a product factor (`Dataset.factor_parts`) also per part,
-    `swap/<factor>/<part>/{accuracy, follows_other_code, labels_agree}`. Against
+    counts include those); `swap/<factor>/{accuracy, follows_other_code}_where_labels_differ`:
+    the same over the `pairs_where_labels_differ` only (NaN if none), where the judged label
+    can follow one source only; a product factor (`Dataset.factor_parts`) also per part,
+    `swap/<factor>/<part>/...`. Against
     judge_generation's fix_dynamics, which draws
     s ~ N(0, I), this separates a hole in the static prior (real s swap well, sampled s do
     not) from entanglement (both fail)."""
@@ -291,19 +293,26 @@ def judge_swap(ctx: EvalContext) -> dict[str, Any]:
     for name, source, wrong in ([(f, own, other) for f in dynamic]
                                 + [(f, other, own) for f in static]):
         judged = np.concatenate(predicted[name])
-        # The factor came with the other code instead: entanglement, measured (where the two
-        # sources share the label both count; `labels_agree` is that share). A product
-        # factor's parts are scored alike (`swap/<factor>/<part>/...`).
-        checks = {"accuracy": codes[name][source], "follows_other_code": codes[name][wrong]}
-        for key, truth in checks.items():
-            results[f"swap/{name}/{key}"] = float(np.mean(judged == truth))
-            for part, hits in part_hits(ctx.dataset, name, judged, truth).items():
-                results[f"swap/{name}/{part}/{key}"] = float(np.mean(hits))
-        results[f"swap/{name}/labels_agree"] = float(np.mean(
-            codes[name][own] == codes[name][other]))
-        for part, hits in part_hits(ctx.dataset, name, codes[name][own],
-                                    codes[name][other]).items():
-            results[f"swap/{name}/{part}/labels_agree"] = float(np.mean(hits))
+        # The factor came with the other code instead: entanglement, measured. Where the two
+        # sources share the label both count (`labels_agree` is that share), so each rate is
+        # also given over the pairs whose labels differ, where it can follow one source only.
+        # A product factor's parts are scored alike (`swap/<factor>/<part>/...`).
+        truths = {"accuracy": codes[name][source], "follows_other_code": codes[name][wrong]}
+        scored = {"": ({key: judged == truth for key, truth in truths.items()},
+                       codes[name][own] == codes[name][other])}
+        part_scores = {key: part_hits(ctx.dataset, name, judged, truth)
+                       for key, truth in truths.items()}
+        for part, agree in part_hits(ctx.dataset, name, codes[name][own],
+                                     codes[name][other]).items():
+            scored[f"/{part}"] = ({key: hits[part] for key, hits in part_scores.items()}, agree)
+        for suffix, (hits_by_key, agree) in scored.items():
+            prefix, differ = f"swap/{name}{suffix}", ~agree
+            for key, hits in hits_by_key.items():
+                results[f"{prefix}/{key}"] = float(np.mean(hits))
+                results[f"{prefix}/{key}_where_labels_differ"] = (
+                    float(np.mean(hits[differ])) if differ.any() else float("nan"))
+            results[f"{prefix}/labels_agree"] = float(np.mean(agree))
+            results[f"{prefix}/pairs_where_labels_differ"] = int(differ.sum())
     if static:
         results["swap/mean_static_accuracy"] = float(np.mean(
             [results[f"swap/{f}/accuracy"] for f in static]))
