@@ -275,9 +275,9 @@ def main() -> None:
         return torch_worker(args.method, args.variant, args.batch, args.warmup, args.bf16)
 
     sys.path.insert(0, ROOT)
-    from seqdis_jax.machine import cpu_model
+    from seqdis_jax.machine import cpu_summary
 
-    model = cpu_model()
+    model = cpu_summary()
     print(json.dumps(dict(cpu=model, cores=os.cpu_count(), date=time.strftime("%Y-%m-%d"))),
           flush=True)
     rows = []

@@ -18,28 +18,75 @@ import jax
 MACHINE_FILE = "machine.jsonl"
 
 
+# The CPU features that decide how fast XLA's and PyTorch's CPU kernels run here: two CPUs
+# with the same model name can differ in them (`AMD EPYC` has come both with and without
+# AVX-512 and bf16 units), so a time is tied to these too.
+ISA_FEATURES = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_bf16": "AVX512-BF16",
+                "amx_bf16": "AMX-BF16"}
+
+
+def _lscpu() -> str:
+    try:
+        return subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def parse_lscpu(text: str) -> dict[str, Any]:
+    """lscpu's output -> {cpu, cpu_family, cpu_model_number, cpu_isa}; a field lscpu does not
+    print is left out (cpu falls back to the platform's name)."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    info: dict[str, Any] = {"cpu": fields.get("Model name") or platform.processor()
+                            or "unknown CPU"}
+    if "CPU family" in fields:
+        info["cpu_family"] = fields["CPU family"]
+    if "Model" in fields:
+        info["cpu_model_number"] = fields["Model"]
+    if "Flags" in fields:
+        flags = set(fields["Flags"].split())
+        info["cpu_isa"] = [name for flag, name in ISA_FEATURES.items() if flag in flags]
+    return info
+
+
 def cpu_model() -> str:
     """`lscpu`'s model name (e.g. 'Intel(R) Xeon(R) Processor'), else the platform's."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines()
-                 if line.startswith("Model name")), platform.processor() or "unknown CPU")
+    return parse_lscpu(_lscpu())["cpu"]
+
+
+def cpu_summary(info: dict[str, Any] | None = None) -> str:
+    """'AMD EPYC (family 25 model 1; AVX2)': the model name with what tells apart CPUs that
+    share it (`parse_lscpu`'s fields; this machine's by default)."""
+    info = parse_lscpu(_lscpu()) if info is None else info
+    details = []
+    if "cpu_family" in info and "cpu_model_number" in info:
+        details.append(f"family {info['cpu_family']} model {info['cpu_model_number']}")
+    if "cpu_isa" in info:
+        details.append(", ".join(info["cpu_isa"]) or "no AVX2")
+    return info["cpu"] + (f" ({'; '.join(details)})" if details else "")
+
+
+def lacks_bf16_units(info: dict[str, Any] | None = None) -> bool:
+    """Whether lscpu lists the CPU's flags and neither AVX512-BF16 nor AMX-BF16 among them:
+    there XLA:CPU (and PyTorch) emulate bf16 arithmetic, and a bf16 step is slower than a
+    float32 one (docs/results.md, issue 20)."""
+    info = parse_lscpu(_lscpu()) if info is None else info
+    return "cpu_isa" in info and not {"AVX512-BF16", "AMX-BF16"} & set(info["cpu_isa"])
 
 
 def describe() -> dict[str, Any]:
     devices = jax.devices()
-    return dict(cpu=cpu_model(), cpu_cores=os.cpu_count(), platform=devices[0].platform,
-                devices=len(devices), device_kind=devices[0].device_kind,
-                jax=jax.__version__, date=time.strftime("%Y-%m-%d %H:%M:%S"))
+    return parse_lscpu(_lscpu()) | dict(
+        cpu_cores=os.cpu_count(), platform=devices[0].platform, devices=len(devices),
+        device_kind=devices[0].device_kind, jax=jax.__version__,
+        date=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def summary(record: dict[str, Any]) -> str:
     """One line: the accelerator where there is one, else the CPU and its cores."""
     if record.get("platform", "cpu") != "cpu":
         return f"{record['devices']} x {record['device_kind']}"
-    return f"{record['cpu']} ({record['cpu_cores']} cores)"
+    return f"{cpu_summary(record)}, {record['cpu_cores']} cores"
 
 
 def record_start(workdir: str, step: int) -> None:

@@ -78,7 +78,7 @@ def test_report_is_self_contained_and_shows_the_run(run_dir):
     assert len(images) == 8 and all(i.startswith("data:image/png;base64,") for i in images)
     for _, title, caption in report.GRIDS:
         assert f"<b>{title}</b>" in text and caption.split(";")[0] in text
-    for line in ("sprites_tiny_seed0", "dsvae", "20 of 20", "1.5 min", "Test CPU (2 cores)"):
+    for line in ("sprites_tiny_seed0", "dsvae", "20 of 20", "1.5 min", "Test CPU, 2 cores"):
         assert line in text, line
     # Chance beside the accuracy; the papers' DSVAE number for the same key (C-DSVAE Table 1).
     row = re.search(r"motion/accuracy</td>(.*?)</tr>", text).group(1)
@@ -256,3 +256,25 @@ def test_the_part_of_a_product_label_gets_the_parts_chance_level():
     assert rows["fix_dynamics/motion/accuracy"].chance == pytest.approx(1 / 9)
     assert rows["fix_dynamics/motion/direction/accuracy"].chance == pytest.approx(1 / 3)
     assert rows["fix_dynamics/motion/action/accuracy"].chance == pytest.approx(1 / 3)
+
+
+def test_machine_records_tell_apart_cpus_that_share_a_model_name():
+    """Two `AMD EPYC`s, one with AVX-512 and bf16 units and one without: the records and their
+    one-line summaries say which; a record from before these fields keeps its old summary."""
+    from seqdis_jax import machine
+
+    zen3 = machine.parse_lscpu(
+        "Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nModel:         1\n"
+        "Flags:         fpu sse avx avx2 fma vaes\n")
+    assert zen3 == {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_model_number": "1",
+                    "cpu_isa": ["AVX2"]}
+    zen4 = machine.parse_lscpu("Model name: AMD EPYC\nCPU family: 25\nModel: 17\n"
+                               "Flags: avx2 avx512f avx512_bf16 avx512vl\n")
+    assert machine.cpu_summary(zen4) == "AMD EPYC (family 25 model 17; AVX2, AVX-512, AVX512-BF16)"
+    record = zen3 | {"cpu_cores": 2, "platform": "cpu"}
+    assert machine.summary(record) == "AMD EPYC (family 25 model 1; AVX2), 2 cores"
+    assert machine.summary({"cpu": "Old CPU", "cpu_cores": 2}) == "Old CPU, 2 cores"
+    assert machine.parse_lscpu("")["cpu"]  # no lscpu: the platform's name or "unknown CPU"
+    assert {"cpu", "cpu_cores", "jax"} <= set(machine.describe())
+    assert machine.lacks_bf16_units(zen3) and not machine.lacks_bf16_units(zen4)
+    assert not machine.lacks_bf16_units({"cpu": "no lscpu"})  # unknown: no note

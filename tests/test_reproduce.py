@@ -71,7 +71,7 @@ def test_smoke_table_trains_ranks_renders_and_rereads(tmp_path, monkeypatch):
     assert "| DSVAE | last" in text and "| 90.73 % (cdsvae Table 1) |" in text
     assert "best by the judged curve" in text  # "last (also the best ...)" or a line of its own
     assert "## Judged curves" in text and "| fix d: motion | " in text
-    assert "| DSVAE | sprites_smoke_seed0 | 4 | " in text and "cores)" in text
+    assert "| DSVAE | sprites_smoke_seed0 | 4 | " in text and " cores |" in text
     mtime = os.path.getmtime(os.path.join(workdir, "metrics.jsonl"))
     reproduce.reproduce("sprites_generation", "smoke", root, data_dir=data_dir)
     assert os.path.getmtime(os.path.join(workdir, "metrics.jsonl")) == mtime  # read, not re-run
