@@ -33,17 +33,18 @@ def _lscpu() -> str:
 
 
 def parse_lscpu(text: str) -> dict[str, Any]:
-    """lscpu's output -> {cpu, cpu_family, cpu_model_number, cpu_isa}; a field lscpu does not
-    print is left out (cpu falls back to the platform's name)."""
+    """lscpu's output -> {cpu, cpu_arch, cpu_family, cpu_model_number, cpu_isa}; a field lscpu
+    does not print is left out (cpu falls back to the platform's name), and cpu_isa (the
+    `ISA_FEATURES` among the flags) is given for x86-64 only."""
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     info: dict[str, Any] = {"cpu": fields.get("Model name") or platform.processor()
                             or "unknown CPU"}
-    if "CPU family" in fields:
-        info["cpu_family"] = fields["CPU family"]
-    if "Model" in fields:
-        info["cpu_model_number"] = fields["Model"]
-    if "Flags" in fields:
+    for key, name in (("Architecture", "cpu_arch"), ("CPU family", "cpu_family"),
+                      ("Model", "cpu_model_number")):
+        if key in fields:
+            info[name] = fields[key]
+    if info.get("cpu_arch") == "x86_64" and "Flags" in fields:
         flags = set(fields["Flags"].split())
         info["cpu_isa"] = [name for flag, name in ISA_FEATURES.items() if flag in flags]
     return info
@@ -67,8 +68,8 @@ def cpu_summary(info: dict[str, Any] | None = None) -> str:
 
 
 def lacks_bf16_units(info: dict[str, Any] | None = None) -> bool:
-    """Whether lscpu lists the CPU's flags and neither AVX512-BF16 nor AMX-BF16 among them:
-    there XLA:CPU (and PyTorch) emulate bf16 arithmetic, and a bf16 step is slower than a
+    """Whether lscpu lists an x86-64 CPU's flags with neither AVX512-BF16 nor AMX-BF16 among
+    them: there XLA:CPU (and PyTorch) emulate bf16 arithmetic, and a bf16 step is slower than a
     float32 one (docs/results.md, issue 20)."""
     info = parse_lscpu(_lscpu()) if info is None else info
     return "cpu_isa" in info and not {"AVX512-BF16", "AMX-BF16"} & set(info["cpu_isa"])

@@ -266,10 +266,10 @@ def test_machine_records_tell_apart_cpus_that_share_a_model_name():
     zen3 = machine.parse_lscpu(
         "Architecture:  x86_64\nModel name:    AMD EPYC\nCPU family:    25\nModel:         1\n"
         "Flags:         fpu sse avx avx2 fma vaes\n")
-    assert zen3 == {"cpu": "AMD EPYC", "cpu_family": "25", "cpu_model_number": "1",
-                    "cpu_isa": ["AVX2"]}
-    zen4 = machine.parse_lscpu("Model name: AMD EPYC\nCPU family: 25\nModel: 17\n"
-                               "Flags: avx2 avx512f avx512_bf16 avx512vl\n")
+    assert zen3 == {"cpu": "AMD EPYC", "cpu_arch": "x86_64", "cpu_family": "25",
+                    "cpu_model_number": "1", "cpu_isa": ["AVX2"]}
+    zen4 = machine.parse_lscpu("Architecture: x86_64\nModel name: AMD EPYC\nCPU family: 25\n"
+                               "Model: 17\nFlags: avx2 avx512f avx512_bf16 avx512vl\n")
     assert machine.cpu_summary(zen4) == "AMD EPYC (family 25 model 17; AVX2, AVX-512, AVX512-BF16)"
     record = zen3 | {"cpu_cores": 2, "platform": "cpu"}
     assert machine.summary(record) == "AMD EPYC (family 25 model 1; AVX2), 2 cores"
@@ -278,3 +278,5 @@ def test_machine_records_tell_apart_cpus_that_share_a_model_name():
     assert {"cpu", "cpu_cores", "jax"} <= set(machine.describe())
     assert machine.lacks_bf16_units(zen3) and not machine.lacks_bf16_units(zen4)
     assert not machine.lacks_bf16_units({"cpu": "no lscpu"})  # unknown: no note
+    arm = machine.parse_lscpu("Architecture: aarch64\nModel name: Neoverse-V1\nFlags: fp bf16\n")
+    assert "cpu_isa" not in arm and not machine.lacks_bf16_units(arm)
