@@ -50,15 +50,15 @@ def parse_lscpu(text: str) -> dict[str, Any]:
     return info
 
 
-def cpu_model() -> str:
-    """`lscpu`'s model name (e.g. 'Intel(R) Xeon(R) Processor'), else the platform's."""
-    return parse_lscpu(_lscpu())["cpu"]
+def this_cpu() -> dict[str, Any]:
+    """`parse_lscpu` of this machine."""
+    return parse_lscpu(_lscpu())
 
 
 def cpu_summary(info: dict[str, Any] | None = None) -> str:
     """'AMD EPYC (family 25 model 1; AVX2)': the model name with what tells apart CPUs that
     share it (`parse_lscpu`'s fields; this machine's by default)."""
-    info = parse_lscpu(_lscpu()) if info is None else info
+    info = this_cpu() if info is None else info
     details = []
     if "cpu_family" in info and "cpu_model_number" in info:
         details.append(f"family {info['cpu_family']} model {info['cpu_model_number']}")
@@ -71,13 +71,13 @@ def lacks_bf16_units(info: dict[str, Any] | None = None) -> bool:
     """Whether lscpu lists an x86-64 CPU's flags with neither AVX512-BF16 nor AMX-BF16 among
     them: there XLA:CPU (and PyTorch) emulate bf16 arithmetic, and a bf16 step is slower than a
     float32 one (docs/results.md, issue 20)."""
-    info = parse_lscpu(_lscpu()) if info is None else info
+    info = this_cpu() if info is None else info
     return "cpu_isa" in info and not {"AVX512-BF16", "AMX-BF16"} & set(info["cpu_isa"])
 
 
 def describe() -> dict[str, Any]:
     devices = jax.devices()
-    return parse_lscpu(_lscpu()) | dict(
+    return this_cpu() | dict(
         cpu_cores=os.cpu_count(), platform=devices[0].platform, devices=len(devices),
         device_kind=devices[0].device_kind, jax=jax.__version__,
         date=time.strftime("%Y-%m-%d %H:%M:%S"))
