@@ -12,6 +12,11 @@ fusion names with their numbers removed: `ynn_fusion` are the matrix products, `
 `concatenate*` / `*pad*` the data movement around them, the rest mostly BatchNorm and
 LeakyReLU; `convert*` the dtype conversions). A step's profile also lists its `top` most costly
 single operations with the source op (HLO `op_name`) each came from.
+
+It also prints the wall time the matrix products cover, the union of their intervals over all
+threads (`products_wall_ms`), beside their per-thread sum: where the two agree, the products
+ran one at a time and their sum is their share of the wall time; where the union is smaller,
+they overlapped on the threads.
 """
 
 from __future__ import annotations
@@ -36,8 +41,29 @@ from seqdis_jax.nn.video import FrameDecoder, FrameEncoder  # noqa: E402
 CALLS = 3
 
 
-def profile(fn, *args) -> tuple[float, collections.Counter]:
-    """(wall seconds per call, {operation name: ns summed over threads and calls})."""
+PRODUCT_KINDS = ("ynn_fusion", "dot")  # the matrix products, by their kind's name prefix
+
+
+def is_product(name: str) -> bool:
+    return name.startswith(PRODUCT_KINDS)
+
+
+def covered_ns(spans: list[tuple[int, int]]) -> int:
+    """Length of the union of [start, end) intervals: the wall time at least one covers."""
+    total, reach = 0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def profile(fn, *args) -> tuple[float, collections.Counter, dict[str, list]]:
+    """(wall seconds per call, {operation name: ns summed over threads and calls},
+    {"products": [(start_ns, end_ns)...], "all": [...]} of the operations' intervals)."""
     for _ in range(2):
         jax.block_until_ready(fn(*args))
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -49,6 +75,7 @@ def profile(fn, *args) -> tuple[float, collections.Counter]:
         trace = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)[0]
         data = _profile_data.ProfileData.from_file(trace)
     by_name: collections.Counter = collections.Counter()
+    spans: dict[str, list] = {"products": [], "all": []}
     for plane in data.planes:
         for line in plane.lines:
             if line.name == "python":
@@ -57,17 +84,26 @@ def profile(fn, *args) -> tuple[float, collections.Counter]:
                 if "Thunk" in event.name or "Await" in event.name:
                     continue  # the executor's own spans contain the operations
                 by_name[event.name] += event.duration_ns
-    return wall, by_name
+                interval = (event.start_ns, event.end_ns)
+                spans["all"].append(interval)
+                if is_product(event.name):
+                    spans["products"].append(interval)
+    return wall, by_name, spans
 
 
-def report(title: str, wall: float, by_name: collections.Counter, top: int = 0,
-           hlo: str = "") -> None:
+def report(title: str, wall: float, by_name: collections.Counter, spans: dict[str, list],
+           top: int = 0, hlo: str = "") -> None:
     by_kind: collections.Counter = collections.Counter()
     for name, ns in by_name.items():
         by_kind[re.sub(r"[._]?\d+$", "", name)] += ns
     busy = sum(by_kind.values()) / CALLS / 1e6
     print(f"{title}: wall {1e3 * wall:.0f} ms per call (traced), operations {busy:.0f} ms "
           f"summed over threads ({jax.local_devices()[0].platform}, {os.cpu_count()} CPUs)")
+    products_sum = sum(ns for kind, ns in by_kind.items() if is_product(kind)) / CALLS / 1e6
+    print(f"  matrix products: {products_sum:.0f} ms summed over threads, "
+          f"products_wall_ms {covered_ns(spans['products']) / CALLS / 1e6:.0f} (the union of "
+          f"their intervals); any operation running: "
+          f"{covered_ns(spans['all']) / CALLS / 1e6:.0f} ms of the wall time")
     for kind, ns in by_kind.most_common(12):
         print(f"  {ns / CALLS / 1e6:7.1f} ms  {kind}")
     for name, ns in by_name.most_common(top):
@@ -94,8 +130,8 @@ def networks(width: float, network: str, lowering: str) -> None:
                             inputs, True, mutable=["batch_stats"])
         return jnp.sum((y.astype(jnp.float32) - target) ** 2)
 
-    wall, by_name = profile(jax.jit(jax.grad(loss)), variables["params"], inputs)
-    report(f"{network} width={width} lowering={lowering}", wall, by_name)
+    wall, by_name, spans = profile(jax.jit(jax.grad(loss)), variables["params"], inputs)
+    report(f"{network} width={width} lowering={lowering}", wall, by_name, spans)
 
 
 def build_step(method_name: str, variant: str, dtype: str):
@@ -128,8 +164,8 @@ def step(method_name: str, variant: str, dtype: str, top: int) -> None:
         holder[0], metrics = train_step(holder[0], batch, rng)
         return metrics
 
-    wall, by_name = profile(one_step)
-    report(f"{method_name} :{variant} {dtype} step, batch 32", wall, by_name, top, hlo)
+    wall, by_name, spans = profile(one_step)
+    report(f"{method_name} :{variant} {dtype} step, batch 32", wall, by_name, spans, top, hlo)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,3 +110,22 @@ def test_compare_torch_refuses_a_baseline_that_is_no_checkout(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     assert "is not a checkout of this repository" in result.stderr
     assert "git worktree add" in result.stderr
+
+
+def test_profile_covered_time_is_the_union_of_intervals():
+    """bench/profile_ops_cpu.py's products_wall_ms: overlapping intervals count once, gaps not."""
+    path = os.path.join(ROOT, "bench", "profile_ops_cpu.py")
+    spec = importlib.util.spec_from_file_location("bench_profile_ops_cpu", path)
+    profile_ops = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(profile_ops)
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, 1000, 40)
+    spans = [(int(a), int(a + b)) for a, b in zip(starts, rng.integers(1, 60, 40))]
+    covered = np.zeros(1100, bool)
+    for start, end in spans:
+        covered[start:end] = True
+    assert profile_ops.covered_ns(spans) == covered.sum()
+    assert profile_ops.covered_ns([(0, 10), (2, 5), (10, 12), (20, 25)]) == 17
+    assert profile_ops.covered_ns([]) == 0
+    assert profile_ops.is_product("ynn_fusion") and profile_ops.is_product("dot")
+    assert not profile_ops.is_product("convert_add_fusion")
