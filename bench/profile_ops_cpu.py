@@ -16,7 +16,8 @@ single operations with the source op (HLO `op_name`) each came from.
 It also prints the wall time the matrix products cover, the union of their intervals over all
 threads (`products_wall_ms`), beside their per-thread sum: where the two agree, the products
 ran one at a time and their sum is their share of the wall time; where the union is smaller,
-they overlapped on the threads.
+they overlapped on the threads. The wall time no operation covers is the executor's overhead
+between operations and the host's between calls.
 """
 
 from __future__ import annotations
@@ -83,6 +84,8 @@ def profile(fn, *args) -> tuple[float, collections.Counter, dict[str, list]]:
             for event in line.events:
                 if "Thunk" in event.name or "Await" in event.name:
                     continue  # the executor's own spans contain the operations
+                if event.name.startswith("ThreadpoolListener"):
+                    continue  # markers of the thread pool, not operations
                 by_name[event.name] += event.duration_ns
                 interval = (event.start_ns, event.end_ns)
                 spans["all"].append(interval)
@@ -103,7 +106,8 @@ def report(title: str, wall: float, by_name: collections.Counter, spans: dict[st
     print(f"  matrix products: {products_sum:.0f} ms summed over threads, "
           f"products_wall_ms {covered_ns(spans['products']) / CALLS / 1e6:.0f} (the union of "
           f"their intervals); any operation running: "
-          f"{covered_ns(spans['all']) / CALLS / 1e6:.0f} ms of the wall time")
+          f"{covered_ns(spans['all']) / CALLS / 1e6:.0f} ms of the wall time; "
+          f"{len(spans['all']) / CALLS:.0f} operations per call")
     for kind, ns in by_kind.most_common(12):
         print(f"  {ns / CALLS / 1e6:7.1f} ms  {kind}")
     for name, ns in by_name.most_common(top):
