@@ -15,13 +15,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def throughput():
-    path = os.path.join(ROOT, "bench", "throughput.py")
-    spec = importlib.util.spec_from_file_location("bench_throughput", path)
+def load_bench_script(name: str):
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
+    path = os.path.join(ROOT, "bench", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    return load_bench_script("throughput")
 
 
 def test_smoke_measurement_writes_one_complete_record(throughput, tmp_path, capsys):
@@ -114,10 +119,7 @@ def test_compare_torch_refuses_a_baseline_that_is_no_checkout(tmp_path):
 
 def test_profile_covered_time_is_the_union_of_intervals():
     """bench/profile_ops_cpu.py's products_wall_ms: overlapping intervals count once, gaps not."""
-    path = os.path.join(ROOT, "bench", "profile_ops_cpu.py")
-    spec = importlib.util.spec_from_file_location("bench_profile_ops_cpu", path)
-    profile_ops = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(profile_ops)
+    profile_ops = load_bench_script("profile_ops_cpu")
     rng = np.random.default_rng(0)
     starts = rng.integers(0, 1000, 40)
     spans = [(int(a), int(a + b)) for a, b in zip(starts, rng.integers(1, 60, 40))]
