@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -129,5 +130,45 @@ def test_profile_covered_time_is_the_union_of_intervals():
     assert profile_ops.covered_ns(spans) == covered.sum()
     assert profile_ops.covered_ns([(0, 10), (2, 5), (10, 12), (20, 25)]) == 17
     assert profile_ops.covered_ns([]) == 0
+    named = [(0, 10, "a"), (12, 15, "b"), (15, 20, "x"), (25, 30, "y"), (26, 28, "b"),
+             (31, 33, "a")]
+    assert profile_ops.gaps_ns(named, {"a", "b"}) == (2 + 5 + 1, 2)
     assert profile_ops.is_product("ynn_fusion") and profile_ops.is_product("dot")
     assert not profile_ops.is_product("convert_add_fusion")
+    # An asynchronous dot ends at its mark; a mark after the operation's next run is not its.
+    events = [(0, 1, "dot.2"), (1, 4, "add.1"), (4, 4, "end: add.1"), (9, 9, "end: dot.2"),
+              (10, 12, "dot.2"), (20, 20, "end: dot.2"), (30, 31, "copy.3"),
+              (40, 41, "copy.3"), (45, 45, "end: copy.3"), (2, 3, "ThreadpoolListener::Record")]
+    by_name, spans = profile_ops.operations(events)
+    assert by_name == {"dot.2": 9 + 10, "add.1": 3, "copy.3": 1 + 5}
+    assert sorted(spans["products"]) == [(0, 9), (10, 20)]
+    assert profile_ops.covered_ns(spans["all"]) == 9 + 10 + 1 + 5
+    assert profile_ops.is_operation("copy.12") and profile_ops.is_operation("ynn_fusion.3")
+    for marker in ("end: copy", "end: ynn_fusion", "ThreadpoolListener::StartRegion",
+                   "ThunkExecutor::Execute", "Await"):
+        assert not profile_ops.is_operation(marker)
+
+
+def test_profile_finds_the_instructions_of_while_loops():
+    """bench/profile_ops_cpu.py's loop count: the instructions of a compiled scan's body are
+    found, those outside every loop are not."""
+    import jax
+    import jax.numpy as jnp
+
+    profile_ops = load_bench_script("profile_ops_cpu")
+
+    def f(x):
+        def body(carry, _):
+            return jnp.tanh(carry @ carry) * 0.5, None
+        y, _ = jax.lax.scan(body, x, None, length=4)
+        return jnp.sum(jnp.exp(y))
+
+    hlo = jax.jit(f).lower(jnp.ones((8, 8))).compile().as_text()
+    inside = profile_ops.loop_instructions(hlo)
+    assert inside
+    entry = hlo[hlo.index("ENTRY"):]
+    entry_names = set(re.findall(r"\n\s+(?:ROOT )?%?([\w.\-]+) = ", entry))
+    assert entry_names and not inside & entry_names
+    body = re.search(r"body=%?([\w.\-]+)", hlo).group(1)
+    body_text = hlo[hlo.index(f"{body} ("):].split("\n}")[0]
+    assert set(re.findall(r"\n\s+(?:ROOT )?%?([\w.\-]+) = ", body_text)) <= inside
