@@ -116,10 +116,9 @@ def covered_ns(spans: list[tuple[int, int]]) -> int:
     return total
 
 
-def profile(fn, *args) -> tuple[float, collections.Counter, dict[str, list]]:
+def profile(fn, *args) -> tuple[float, collections.Counter, list[tuple[int, int, str]]]:
     """(wall seconds per call, {operation name: ns summed over threads and calls},
-    {"products": [(start_ns, end_ns)...], "all": [...], "named": [(start, end, name)...]} of
-    the operations' intervals)."""
+    [(start_ns, end_ns, name)...] of the operations' intervals)."""
     for _ in range(2):
         jax.block_until_ready(fn(*args))
     with tempfile.TemporaryDirectory() as trace_dir:
@@ -137,7 +136,7 @@ def profile(fn, *args) -> tuple[float, collections.Counter, dict[str, list]]:
 
 
 def operations(events: list[tuple[int, int, str]]
-               ) -> tuple[collections.Counter, dict[str, list]]:
+               ) -> tuple[collections.Counter, list[tuple[int, int, str]]]:
     """`profile`'s operations from a trace's events [(start_ns, end_ns, name)...]: each
     operation runs from its event's start to its `end: <name>` mark, the first one after
     that start (an asynchronous operation, such as XLA:CPU's Eigen `dot`, returns from its
@@ -155,7 +154,7 @@ def operations(events: list[tuple[int, int, str]]
     for times in (*marks.values(), *starts.values()):
         times.sort()
     by_name: collections.Counter = collections.Counter()
-    spans: dict[str, list] = {"products": [], "all": [], "named": []}
+    named = []
     for start, end, name in events:
         if not is_operation(name):
             continue
@@ -165,14 +164,18 @@ def operations(events: list[tuple[int, int, str]]
         if after < len(times) and (following == len(again) or times[after] <= again[following]):
             end = max(end, times[after])
         by_name[name] += end - start
-        spans["all"].append((start, end))
-        spans["named"].append((start, end, name))
-        if is_product(name):
-            spans["products"].append((start, end))
-    return by_name, spans
+        named.append((start, end, name))
+    return by_name, named
 
 
-def report(title: str, wall: float, by_name: collections.Counter, spans: dict[str, list],
+def intervals(named: list[tuple[int, int, str]], products_only: bool = False
+              ) -> list[tuple[int, int]]:
+    """The [(start_ns, end_ns)...] of `operations`' named intervals (of the products only)."""
+    return [(start, end) for start, end, name in named
+            if not products_only or is_product(name)]
+
+
+def report(title: str, wall: float, by_name: collections.Counter, named: list,
            top: int = 0, hlo: str = "") -> None:
     by_kind: collections.Counter = collections.Counter()
     for name, ns in by_name.items():
@@ -181,22 +184,23 @@ def report(title: str, wall: float, by_name: collections.Counter, spans: dict[st
     print(f"{title}: wall {1e3 * wall:.0f} ms per call (traced), operations {busy:.0f} ms "
           f"summed over threads ({jax.local_devices()[0].platform}, {os.cpu_count()} CPUs)")
     products_sum = sum(ns for kind, ns in by_kind.items() if is_product(kind)) / CALLS / 1e6
+    products_wall = covered_ns(intervals(named, products_only=True)) / CALLS / 1e6
     print(f"  matrix products: {products_sum:.0f} ms summed over threads, "
-          f"products_wall_ms {covered_ns(spans['products']) / CALLS / 1e6:.0f} (the union of "
+          f"products_wall_ms {products_wall:.0f} (the union of "
           f"their intervals); any operation running: "
-          f"{covered_ns(spans['all']) / CALLS / 1e6:.0f} ms of the wall time; "
-          f"{len(spans['all']) / CALLS:.0f} operations per call")
+          f"{covered_ns(intervals(named)) / CALLS / 1e6:.0f} ms of the wall time; "
+          f"{len(named) / CALLS:.0f} operations per call")
     if hlo:
         looped = loop_instructions(hlo)
         in_loops = [ns for name, ns in by_name.items() if name in looped]
-        count = sum(1 for start, end, name in spans["named"] if name in looped)
-        idle, idle_in_loops = gaps_ns(spans["named"], looped)
+        count = sum(1 for start, end, name in named if name in looped)
+        idle, idle_in_loops = gaps_ns(named, looped)
         print(f"  inside while loops (the scans): {count / CALLS:.0f} operations per call, "
               f"{sum(in_loops) / CALLS / 1e6:.0f} ms summed over threads; no operation "
               f"running: {idle / CALLS / 1e6:.0f} ms per call, {idle_in_loops / CALLS / 1e6:.0f}"
               f" ms of it between two operations of the loops")
         longest = collections.Counter()
-        for length, before, after in gaps(spans["named"]):
+        for length, before, after in gaps(named):
             longest[(before, after)] += length
         for (before, after), ns in longest.most_common(top):
             print(f"  {ns / CALLS / 1e6:7.1f} ms  no operation running between {before} and "
@@ -227,8 +231,8 @@ def networks(width: float, network: str, lowering: str) -> None:
                             inputs, True, mutable=["batch_stats"])
         return jnp.sum((y.astype(jnp.float32) - target) ** 2)
 
-    wall, by_name, spans = profile(jax.jit(jax.grad(loss)), variables["params"], inputs)
-    report(f"{network} width={width} lowering={lowering}", wall, by_name, spans)
+    wall, by_name, named = profile(jax.jit(jax.grad(loss)), variables["params"], inputs)
+    report(f"{network} width={width} lowering={lowering}", wall, by_name, named)
 
 
 def build_step(method_name: str, variant: str, dtype: str):
@@ -261,8 +265,8 @@ def step(method_name: str, variant: str, dtype: str, top: int) -> None:
         holder[0], metrics = train_step(holder[0], batch, rng)
         return metrics
 
-    wall, by_name, spans = profile(one_step)
-    report(f"{method_name} :{variant} {dtype} step, batch 32", wall, by_name, spans, top, hlo)
+    wall, by_name, named = profile(one_step)
+    report(f"{method_name} :{variant} {dtype} step, batch 32", wall, by_name, named, top, hlo)
 
 
 def main() -> None:

@@ -139,10 +139,10 @@ def test_profile_covered_time_is_the_union_of_intervals():
     events = [(0, 1, "dot.2"), (1, 4, "add.1"), (4, 4, "end: add.1"), (9, 9, "end: dot.2"),
               (10, 12, "dot.2"), (20, 20, "end: dot.2"), (30, 31, "copy.3"),
               (40, 41, "copy.3"), (45, 45, "end: copy.3"), (2, 3, "ThreadpoolListener::Record")]
-    by_name, spans = profile_ops.operations(events)
+    by_name, named = profile_ops.operations(events)
     assert by_name == {"dot.2": 9 + 10, "add.1": 3, "copy.3": 1 + 5}
-    assert sorted(spans["products"]) == [(0, 9), (10, 20)]
-    assert profile_ops.covered_ns(spans["all"]) == 9 + 10 + 1 + 5
+    assert sorted(profile_ops.intervals(named, products_only=True)) == [(0, 9), (10, 20)]
+    assert profile_ops.covered_ns(profile_ops.intervals(named)) == 9 + 10 + 1 + 5
     assert profile_ops.is_operation("copy.12") and profile_ops.is_operation("ynn_fusion.3")
     for marker in ("end: copy", "end: ynn_fusion", "ThreadpoolListener::StartRegion",
                    "ThunkExecutor::Execute", "Await"):
