@@ -241,7 +241,7 @@ def main() -> None:
     parser.add_argument("--variants", default="default", help="default (full width), cpu")
     parser.add_argument("--dtypes", default="float32", help="ours: float32, bfloat16")
     parser.add_argument("--lowerings", default="gemm",
-                        help="ours: model.cpu_conv_lowering, any of gemm (default), blas, xla")
+                        help="ours: model.cpu_conv_lowering, gemm (default) and/or xla (before)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps_per_round", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2)

@@ -30,12 +30,9 @@ import jax.numpy as jnp
 from flax.linen.dtypes import promote_dtype
 from jax import lax
 
-from seqdis_jax.nn import cpu_blas
-
 Array = jax.Array
-# What the CPU runs (`conv2d`, `conv_transpose`): matrix products; the same with the float32
-# weight gradients in OpenBLAS (`cpu_blas`); or XLA's convolutions
-LOWERINGS = ("gemm", "blas", "xla")
+# What the CPU runs (`conv2d`, `conv_transpose`): matrix products, or XLA's convolutions
+LOWERINGS = ("gemm", "xla")
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
 Ints = Sequence[int]
 Pads = Sequence[tuple[int, int]]
@@ -245,8 +242,7 @@ def conv_transpose(
     if stride_1 and lowering == "xla":
         return plain(x, kernel)
     cpu = plain if stride_1 else fast
-    if (lowering in ("gemm", "blas") and nd == 2
-            and not any(k % s for k, s in zip(kernel_size, strides))):
+    if lowering == "gemm" and nd == 2 and not any(k % s for k, s in zip(kernel_size, strides)):
         # T's output size: the stride-dilated input, padded, minus the kernel, plus one
         out_spatial = tuple((n - 1) * s + 1 + lo + hi - k + 1 for n, s, (lo, hi), k
                             in zip(x.shape[1:-1], strides, pads, kernel_size))
@@ -254,14 +250,13 @@ def conv_transpose(
         if all(lo >= 0 and hi >= 0 for lo, hi in f_pads):
 
             def cpu(x, kernel):
-                return _conv_transpose_gemm(x, kernel, strides, f_pads, out_spatial,
-                                            blas_weight_grad=lowering == "blas")
+                return _conv_transpose_gemm(x, kernel, strides, f_pads, out_spatial)
 
     return lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
 
 
 def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
-                         out_spatial: Ints, blas_weight_grad: bool = False) -> Array:
+                         out_spatial: Ints) -> Array:
     """T(x, K), the linear transpose of z -> f(z, K) = P(z) W with P = `_patches` and W f's
     kernel matrix (K flipped, in <-> out): T(x) = P^T(x W^T), one matrix product and the
     transpose of P's data movement (its overlap-adds). `python bench/frame_networks_cpu.py`
@@ -269,8 +264,7 @@ def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
     flipped = jnp.swapaxes(lax.rev(kernel, (0, 1)), 2, 3)  # (k, k, out, in): f's HWIO kernel
     z = jnp.zeros((x.shape[0], *out_spatial, kernel.shape[-1]), x.dtype)
     patches = matrix_product(x.reshape(-1, x.shape[-1]),
-                             _transposed_copy(_kernel_matrix(flipped.astype(x.dtype), strides)),
-                             blas_weight_grad)
+                             _transposed_copy(_kernel_matrix(flipped.astype(x.dtype), strides)))
     (y,) = jax.linear_transpose(lambda z: _patches(z, kernel.shape[:2], strides, f_pads)[0],
                                 z)(patches)
     return y
@@ -427,33 +421,9 @@ def _product_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
 _product.defvjp(_product_fwd, _product_bwd)
 
 
-@jax.custom_vjp
-def _product_blas(a: Array, b: Array) -> Array:
-    """a (M, K) @ b (K, N) in float32 whose weight gradient a^T g runs in OpenBLAS."""
-    return lax.dot(a, b)
-
-
-def _product_blas_fwd(a: Array, b: Array) -> tuple[Array, tuple[Array, Array]]:
-    return lax.dot(a, b), (a, b)
-
-
-def _product_blas_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
-    a, b = res
-    # the input gradient as autodiff writes it (XLA's own kernel is fast on it)
-    da = lax.dot_general(g, b, (((1,), (1,)), ((), ())))
-    return da, cpu_blas.at_b(a, g)
-
-
-_product_blas.defvjp(_product_blas_fwd, _product_blas_bwd)
-
-
-def matrix_product(a: Array, b: Array, blas_weight_grad: bool = False) -> Array:
+def matrix_product(a: Array, b: Array) -> Array:
     """a (M, K) @ b (K, N) accumulated in at least float32, returned in the operands' (promoted)
     dtype.
-
-    ``blas_weight_grad`` (float32, CPU programs only): the gradient for b, a^T g, contracts the
-    long M axis, which XLA:CPU runs as a slow Eigen dot; it runs in OpenBLAS instead
-    (`cpu_blas.at_b`; the ``"blas"`` lowering of `conv2d` and `conv_transpose`).
 
     bfloat16 operands go through `_product`, whose backward is bf16 x bf16 products in the form
     XLA:CPU's fast kernel takes, so they reach the CPU's bf16 units forward and backward.
@@ -465,8 +435,6 @@ def matrix_product(a: Array, b: Array, blas_weight_grad: bool = False) -> Array:
     dtype = jnp.result_type(a, b)
     if dtype == jnp.bfloat16:
         return _product(a.astype(dtype), b.astype(dtype)).astype(dtype)
-    if blas_weight_grad and dtype == jnp.float32:
-        return _product_blas(a, b)
     acc = jnp.promote_types(dtype, jnp.float32)
     return lax.dot(a, b, preferred_element_type=acc).astype(dtype)
 
@@ -487,8 +455,7 @@ def _kernel_matrix(kernel: Array, strides: Ints) -> Array:
     return kernel_blocks(kernel, strides).reshape(-1, kernel.shape[-1])
 
 
-def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads,
-                blas_weight_grad: bool = False) -> Array:
+def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
     """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
     written as space-to-depth + one matrix product. Needs kernel size % stride == 0 per axis.
 
@@ -497,7 +464,7 @@ def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads,
     """
     dtype = jnp.result_type(x, kernel)
     patches, (ho, wo) = _patches(x.astype(dtype), kernel.shape[:2], strides, padding)
-    y = matrix_product(patches, _kernel_matrix(kernel.astype(dtype), strides), blas_weight_grad)
+    y = matrix_product(patches, _kernel_matrix(kernel.astype(dtype), strides))
     return y.reshape(x.shape[0], ho, wo, kernel.shape[-1])
 
 
@@ -522,7 +489,7 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike
         return y.astype(jnp.result_type(x, kernel))
 
     def gemm(x, kernel):
-        return conv2d_gemm(x, kernel, strides, pads, blas_weight_grad=lowering == "blas")
+        return conv2d_gemm(x, kernel, strides, pads)
 
     _check_lowering(lowering)
     if lowering == "xla" or any(k % s for k, s in zip(kernel_size, strides)):
