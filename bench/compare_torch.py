@@ -19,6 +19,10 @@ bf16 activations and matrix products with float32 accumulation, float32 paramete
 ...`, its own bench/compare_torch.py as the worker), so that a change is measured before and
 after in the same run.
 
+--malloc=default,tuned runs every worker twice, with glibc's malloc defaults and with the
+tunables `experiments.main` restarts with (seqdis_jax/cpu_malloc.py; rows `... malloc-tuned`);
+the ratio's denominator is always the first torch row.
+
 Printed per row: the median and minimum step time of each, `torch / ours` on medians (> 1: ours
 is faster), and the sustained GFLOP/s of our step (XLA's cost analysis of the compiled step,
 the same model FLOPs as the reference's; recurrences counted for one scan iteration, so a
@@ -38,6 +42,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+from seqdis_jax import cpu_malloc  # noqa: E402  (light: no jax)
+
 METHODS = ("dsvae", "cdsvae", "dbse")
 FRAMES = 8
 
@@ -154,12 +161,22 @@ def _serve(run, warmup: int, info: dict) -> None:
 
 # --- driver -----------------------------------------------------------------------------------
 
+def malloc_env(setting: str) -> dict[str, str]:
+    """The environment of a worker: glibc's malloc defaults, or the tunables the launchers
+    restart with (`seqdis_jax.cpu_malloc`)."""
+    env = {k: v for k, v in os.environ.items() if k != cpu_malloc.ENV}
+    if setting == "tuned":
+        env[cpu_malloc.ENV] = cpu_malloc.TUNABLES
+    return env
+
+
 class Worker:
-    def __init__(self, name: str, args: list[str], root: str = ROOT):
-        self.name = name
+    def __init__(self, name: str, args: list[str], root: str = ROOT, malloc: str = "default"):
+        self.name = name + (" malloc-tuned" if malloc == "tuned" else "")
         script = os.path.join(root, "bench", "compare_torch.py")
         self.proc = subprocess.Popen([sys.executable, script, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, cwd=root)
+                                     stdout=subprocess.PIPE, text=True, cwd=root,
+                                     env=malloc_env(malloc))
         self.info = self._read()
         self.times: list[float] = []
 
@@ -183,13 +200,17 @@ class Worker:
 def compare(method: str, batch: int, variant: str, dtypes: list[str], args) -> list[dict]:
     common = ["--method", method, "--batch", str(batch), "--variant", variant,
               "--warmup", str(args.warmup)]
-    workers = [Worker("torch float32", ["--worker=torch", *common])]
+    mallocs = args.malloc.split(",")
+    workers = [Worker("torch float32", ["--worker=torch", *common], malloc=m) for m in mallocs]
     if args.torch_bf16:
-        workers.append(Worker("torch bf16 autocast", ["--worker=torch", "--bf16", *common]))
+        workers += [Worker("torch bf16 autocast", ["--worker=torch", "--bf16", *common],
+                           malloc=m) for m in mallocs]
     roots = [("ours", ROOT)] + ([("before", args.baseline)] if args.baseline else [])
     workers += [Worker(f"{who} {d} {lowering}",
-                       ["--worker=jax", "--dtype", d, "--lowering", lowering, *common], root)
-                for d in dtypes for who, root in roots for lowering in args.lowerings.split(",")]
+                       ["--worker=jax", "--dtype", d, "--lowering", lowering, *common], root,
+                       malloc=m)
+                for d in dtypes for who, root in roots for lowering in args.lowerings.split(",")
+                for m in mallocs]
     try:
         for _ in range(args.rounds):  # A B A B ...
             for w in workers:
@@ -247,6 +268,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--torch_bf16", action="store_true",
                         help="also time the reference under torch.autocast(bfloat16)")
+    parser.add_argument("--malloc", default="default",
+                        help="glibc malloc of every worker: default, tuned (the tunables "
+                             "experiments.main restarts with, seqdis_jax/cpu_malloc.py) or both")
     parser.add_argument("--baseline", default=None, metavar="DIR",
                         help="also time our step as this other checkout computes it")
     parser.add_argument("--json", default=None)

@@ -48,7 +48,7 @@ from typing import NoReturn
 from absl import app, flags, logging
 from ml_collections import config_dict, config_flags
 
-from seqdis_jax import errors
+from seqdis_jax import cpu_malloc, errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and outputs.")
@@ -402,4 +402,5 @@ def format_results(results: dict, workdir: str | None = None) -> str:
 
 
 if __name__ == "__main__":
+    cpu_malloc.reexec_if_wanted()  # before any work: glibc reads its tunables at start
     app.run(main, flags_parser=parse_flags)

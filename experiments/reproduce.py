@@ -30,7 +30,7 @@ import time
 
 from absl import app, flags
 
-from seqdis_jax import errors, paper_results
+from seqdis_jax import cpu_malloc, errors, paper_results
 
 _TABLE = flags.DEFINE_string("table", None, "A table name (see --list), or 'all'.")
 _BUDGET = flags.DEFINE_enum("budget", "cpu", ["smoke", "cpu", "paper"], "Each row's variant.")
@@ -496,4 +496,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    cpu_malloc.reexec_if_wanted()  # before any work: glibc reads its tunables at start
     app.run(main)

@@ -15,6 +15,8 @@ from typing import Any
 
 import jax
 
+from seqdis_jax import cpu_malloc
+
 MACHINE_FILE = "machine.jsonl"
 
 
@@ -80,7 +82,7 @@ def describe() -> dict[str, Any]:
     return this_cpu() | dict(
         cpu_cores=os.cpu_count(), platform=devices[0].platform, devices=len(devices),
         device_kind=devices[0].device_kind, jax=jax.__version__,
-        date=time.strftime("%Y-%m-%d %H:%M:%S"))
+        malloc_tuned=cpu_malloc.active(), date=time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def summary(record: dict[str, Any]) -> str:
