@@ -8,12 +8,15 @@ methods and batches, sharded over every device, FLOP/s, JSON.)
     python bench/train_step_cpu.py --method=spyl --batch=32
     python bench/train_step_cpu.py --method=rwae --batch=32   # R-WAE(MMD); rwae_gan: R-WAE(GAN)
     python bench/train_step_cpu.py --variant=cpu --conv_lowering=xla  # config variant; lowering
+    GLIBC_TUNABLES=... python bench/train_step_cpu.py  # malloc as the launchers set it (below)
 
 Batch x 8 frames of 64x64x3; the method's settings and sizes are its Sprites `:default` config
 (experiments/<method>_sprites.py: g = 128, ds = 256, dd = 32, hidden 256 for DSVAE, C-DSVAE and
 SPYL; DBSE dd = 256; R-WAE g = 150, ds = 120, dd = 12).
 Compiles once, warms up, then reports the median of --repeats steps (block_until_ready) and
-prints one JSON line.
+prints one JSON line, with the minor page faults and system time per step (the kernel's share)
+and whether glibc's malloc ran with the tunables `experiments.main` restarts with
+(`seqdis_jax/cpu_malloc.py`; this script does not restart: set GLIBC_TUNABLES to compare).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -34,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from throughput import CONFIGS  # noqa: E402  (the methods' Sprites configs; puts ROOT on the path)
 
-from seqdis_jax import models, train  # noqa: E402
+from seqdis_jax import cpu_malloc, models, train  # noqa: E402
 
 
 def main() -> None:
@@ -68,11 +72,13 @@ def main() -> None:
     jax.block_until_ready(state)
     compile_and_first = time.perf_counter() - start
     times = []
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     for _ in range(args.repeats):
         start = time.perf_counter()
         state, metrics = step(state, batch, rng)
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
+    after = resource.getrusage(resource.RUSAGE_SELF)
     result = dict(
         method=config.method,
         decoder="nn.ConvTranspose" if args.plain_conv_transpose else "FastConvTranspose",
@@ -83,6 +89,11 @@ def main() -> None:
         compile_and_first_step_s=round(compile_and_first, 2),
         step_s_median=round(statistics.median(times), 3),
         step_s_all=[round(t, 3) for t in times],
+        # the kernel's share: pages faulted in and system CPU time, per timed step
+        minor_page_faults_per_step=round((after.ru_minflt - usage.ru_minflt) / args.repeats),
+        system_s_per_step=round((after.ru_stime - usage.ru_stime) / args.repeats, 3),
+        user_s_per_step=round((after.ru_utime - usage.ru_utime) / args.repeats, 3),
+        malloc_tuned=cpu_malloc.active(),
         backend=jax.default_backend(),
         jax=jax.__version__,
         cpu_count=os.cpu_count(),
