@@ -2,11 +2,11 @@
 
 With glibc's default malloc, an XLA:CPU training step takes fresh pages from the kernel for its
 buffers on every step: about 141,000 minor page faults and 0.4 s of system time per DSVAE
-`:cpu` step on 2 cores (490,000 and 1.4 s at paper width), a third of the CPU time the step
-uses. With the `TUNABLES` below (at most 2 malloc arenas, no mmap-backed chunks, freed memory
-kept instead of trimmed) the memory is reused and the faults vanish: the same steps run
-1.2-1.5x faster (docs/results.md, "The allocator", issue 20). The price is that the process
-keeps its peak memory until it exits.
+`:cpu` step on 2 cores, a third of the CPU time the step uses (485,000 and 1.3 s at paper
+width, a fifth). With the `TUNABLES` below (at most 2 malloc arenas, no mmap-backed chunks,
+freed memory kept instead of trimmed) the memory is reused and most faults vanish: the same
+steps run 1.1-1.5x faster (docs/results.md, "The allocator", issue 20). The price is that the
+process keeps its peak memory until it exits.
 
 glibc reads `GLIBC_TUNABLES` once, when the process starts (`mallopt` at run time, even before
 `import jax`, did not remove the faults). So the launchers (`experiments.main`,
