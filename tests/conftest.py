@@ -9,8 +9,6 @@ import tempfile
 import jax
 import pytest
 
-from seqdis_jax import cpu_malloc
-
 # XLA's LLVM back end without its optimisation passes: the tests' programs are small and run
 # a few steps, so compiling them is most of their time. Measured on tests/test_rwae.py and
 # tests/test_contrastive_methods.py with -n 2: 159 s -> 125 s (Intel Xeon, 2 cores,
@@ -20,12 +18,6 @@ FAST_COMPILE = "--xla_backend_optimization_level=0"
 if (os.environ.get("SEQDIS_TEST_XLA_OPT", "") != "1"
         and FAST_COMPILE not in os.environ.get("XLA_FLAGS", "")):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
-
-# glibc's malloc tunables, as the launchers restart with (seqdis_jax/cpu_malloc.py): XLA:CPU's
-# steps stop page-faulting their buffers in. glibc reads them at process start, so they reach
-# the pytest-xdist workers and the tests' subprocesses, not this process.
-if cpu_malloc.wanted():
-    os.environ[cpu_malloc.ENV] = cpu_malloc.TUNABLES
 
 # As the launcher does (experiments/main.py:configure_jax): fast-compiling random numbers.
 jax.config.update("jax_threefry_partitionable", False)
