@@ -3,14 +3,17 @@ batches, at the `:smoke` width, on real Sprites sequences.
 
     python bench/bf16_drift.py                          # dsvae and cdsvae, 200 steps
     python bench/bf16_drift.py --methods=dbse --steps=100 --characters=8
+    python bench/bf16_drift.py --precisions=bf16_products
 
-`model.compute_dtype = "bfloat16"` computes activations and matrix products in bf16 (products
-accumulated in float32; BatchNorm statistics, the losses, parameters and Adam in float32).
+Each of --precisions (`configuration.PRECISIONS`) against float32: "bfloat16"
+(`model.compute_dtype`) computes activations and matrix products in bf16 (products accumulated
+in float32; BatchNorm statistics, the losses, parameters and Adam in float32); "bf16_products"
+(`model.product_dtype`) keeps everything float32 but the frame convolutions' products.
 Training data: every sequence of the first --characters LPC characters
 (../shared/data/sprites_lpc, 9 sequences each), drawn in random minibatches of --batch (one
-seeded order shared by both runs). Printed per method: the loss at a few steps of both runs and
-the relative difference of the mean loss over the last 20 steps; it exits 1 when that exceeds
---tolerance (default 5 %).
+seeded order shared by all runs). Printed per method and precision: the loss at a few steps of
+both runs and the relative difference of the mean loss over the last 20 steps; it exits 1 when
+that exceeds --tolerance (default 5 %).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from experiments import cdsvae_sprites, dbse_sprites, sprites, spyl_sprites  # noqa: E402
-from seqdis_jax import models, train  # noqa: E402
+from seqdis_jax import configuration, models, train  # noqa: E402
 from seqdis_jax.data import sprites as sprites_data  # noqa: E402
 
 CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
@@ -38,7 +41,7 @@ CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
 def losses(method_name: str, dtype: str, video: np.ndarray, args) -> list[float]:
     config = CONFIGS[method_name].get_config("smoke")
     config.data.batch_size = args.batch
-    config.model.compute_dtype = dtype
+    configuration.set_precision(config, dtype)
     method = models.get_method(config.method)
     model = method.build(config)
     tx = train.make_optimizer(config, method)
@@ -58,6 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="dsvae,cdsvae")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--precisions", default="bfloat16,bf16_products",
+                        help="compared with float32 (configuration.PRECISIONS)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--characters", type=int, default=8)
     parser.add_argument("--tolerance", type=float, default=0.05)
@@ -67,17 +72,20 @@ def main() -> None:
     video = sprites_data.generate(args.sheets, range(args.characters))["video"]
     worst = 0.0
     for name in args.methods.split(","):
-        f32, bf16 = (losses(name, d, video, args) for d in ("float32", "bfloat16"))
-        tail32, tail16 = np.mean(f32[-20:]), np.mean(bf16[-20:])
-        rel = abs(tail16 - tail32) / abs(tail32)
-        worst = max(worst, rel)
-        marks = sorted({0, args.steps // 4, args.steps // 2, args.steps - 1})
-        print(json.dumps(dict(method=name, steps=args.steps, batch=args.batch,
-                              loss_float32={i: round(f32[i], 2) for i in marks},
-                              loss_bfloat16={i: round(bf16[i], 2) for i in marks},
-                              last20_mean_float32=round(float(tail32), 3),
-                              last20_mean_bfloat16=round(float(tail16), 3),
-                              relative_difference=round(float(rel), 4))), flush=True)
+        f32 = losses(name, "float32", video, args)
+        for precision in args.precisions.split(","):
+            low = losses(name, precision, video, args)
+            tail32, tail_low = np.mean(f32[-20:]), np.mean(low[-20:])
+            rel = abs(tail_low - tail32) / abs(tail32)
+            worst = max(worst, rel)
+            marks = sorted({0, args.steps // 4, args.steps // 2, args.steps - 1})
+            print(json.dumps(dict(method=name, precision=precision, steps=args.steps,
+                                  batch=args.batch,
+                                  loss_float32={i: round(f32[i], 2) for i in marks},
+                                  loss_low={i: round(low[i], 2) for i in marks},
+                                  last20_mean_float32=round(float(tail32), 3),
+                                  last20_mean_low=round(float(tail_low), 3),
+                                  relative_difference=round(float(rel), 4))), flush=True)
     sys.exit(0 if worst <= args.tolerance else 1)
 
 

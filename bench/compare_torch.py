@@ -13,8 +13,10 @@ experiments/<method>_sprites.py:<variant> with the authors' posterior of `:code`
 reference is given the same widths and sizes), running --warmup untimed steps (compilation)
 and then waiting. The driver then asks them in turn, A B A B ..., for --steps_per_round timed
 steps each, for --rounds rounds, so that both see the same machine state; only one worker runs
-at a time. Each `dtype` of ours is a separate worker (bfloat16 = `model.compute_dtype`:
-bf16 activations and matrix products with float32 accumulation, float32 parameters and Adam).
+at a time. Each `dtype` of ours is a separate worker (`configuration.PRECISIONS`: bfloat16 =
+`model.compute_dtype`: bf16 activations and matrix products with float32 accumulation, float32
+parameters and Adam; bf16_products = `model.product_dtype`: a float32 network whose frame
+convolutions multiply in bf16).
 --baseline=DIR adds our step as another checkout of this repository computes it (rows `before
 ...`, its own bench/compare_torch.py as the worker), so that a change is measured before and
 after in the same run.
@@ -56,6 +58,7 @@ def our_config(method: str, variant: str, batch: int, dtype: str = "float32"):
     authors' networks and losses), so that it computes what bench/torch_reference.py does."""
     sys.path.insert(0, ROOT)
     from experiments import base, cdsvae_sprites, dbse_sprites, sprites
+    from seqdis_jax import configuration
 
     module = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "dbse": dbse_sprites}[method]
     config = module.get_config(variant)
@@ -71,7 +74,7 @@ def our_config(method: str, variant: str, batch: int, dtype: str = "float32"):
             config.model.hidden_dim = code.model.hidden_dim
             config.model.feature_dim = code.model.feature_dim
     config.data.batch_size = batch
-    config.model.compute_dtype = dtype
+    configuration.set_precision(config, dtype)
     return config
 
 
@@ -260,7 +263,8 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--batches", default="32")
     parser.add_argument("--variants", default="default", help="default (full width), cpu")
-    parser.add_argument("--dtypes", default="float32", help="ours: float32, bfloat16")
+    parser.add_argument("--dtypes", default="float32",
+                        help="ours: float32, bfloat16, bf16_products")
     parser.add_argument("--lowerings", default="gemm",
                         help="ours: model.cpu_conv_lowering, gemm (default) and/or xla (before)")
     parser.add_argument("--rounds", type=int, default=2)

@@ -46,6 +46,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.width = 1.0  # multiplier on every conv channel count
     config.model.prior_layers = 2
     config.model.compute_dtype = "float32"
+    # The frame networks' convolution products only: "bfloat16" multiplies their float32
+    # operands in bf16 (sums in float32) while activations, BatchNorm, the LSTMs, parameters
+    # and optimizer state stay in compute_dtype; for CPUs with bf16 matrix units (AMX,
+    # AVX512-BF16) and for GPUs/TPUs. docs/results.md ("bf16 products") has its speed and drift.
+    config.model.product_dtype = "float32"
     # FastConvTranspose (custom CPU backward, same values) in the decoder; False: nn.ConvTranspose.
     config.model.fast_conv_transpose = True
     # CPU only: the frame encoder's and decoder's (transposed) convolutions as matrix products

@@ -26,8 +26,22 @@ ADDED_FIELDS = {"model.modality": "video", "data.num_features": 0,
                 "rwae.decoder_fusion": "framewise", "model.dynamic_posterior": "lstm",
                 "model.static_head_activation": "linear", "cdsvae.mws_estimator": "sequence",
                 "spyl.mws_estimator": "sequence", "dbse.anchor_decode": "shared",
-                "model.recurrent_init": "flax", "model.cpu_conv_lowering": "gemm"}
+                "model.recurrent_init": "flax", "model.cpu_conv_lowering": "gemm",
+                "model.product_dtype": "float32"}
 
+
+# Named precisions (benchmarks, bench/bf16_drift.py): (model.compute_dtype, model.product_dtype).
+# "bfloat16" runs activations and products in bf16; "bf16_products" keeps a float32 network and
+# multiplies only the frame networks' convolutions in bf16 (sums in float32).
+PRECISIONS = {"float32": ("float32", "float32"), "bfloat16": ("bfloat16", "float32"),
+              "bf16_products": ("float32", "bfloat16")}
+
+
+def set_precision(config: ml_collections.ConfigDict, name: str) -> None:
+    """Sets model.compute_dtype and model.product_dtype to the named PRECISIONS entry."""
+    if name not in PRECISIONS:
+        raise UserInputError(f"precision must be one of {sorted(PRECISIONS)}, got {name!r}.")
+    config.model.compute_dtype, config.model.product_dtype = PRECISIONS[name]
 
 
 def _positive(config: ml_collections.ConfigDict, *names: str) -> None:
@@ -83,6 +97,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
             f"{config.model.compute_dtype!r}."
         )
+    if config.model.get("product_dtype", "float32") not in ("float32", "bfloat16"):
+        raise UserInputError(
+            f"config.model.product_dtype must be 'float32' or 'bfloat16', got "
+            f"{config.model.product_dtype!r}.")
     if config.model.get("cpu_conv_lowering", "gemm") not in conv.LOWERINGS:
         raise UserInputError(
             f"config.model.cpu_conv_lowering must be one of {conv.LOWERINGS}, got "

@@ -230,12 +230,12 @@ def _fit(method, model, config, train, batch_size, train_data, workdir, batch_ke
         log(f"No checkpoint in {manager.directory}: starting afresh.{dropped}")
     if record_machine:
         machine.record_start(workdir, int(state.step))
-    if (config.get("model", {}).get("compute_dtype") == "bfloat16"
-            and jax.default_backend() == "cpu"
-            and machine.lacks_bf16_units()):
-        log("Note: config.model.compute_dtype=bfloat16 on a CPU without bf16 units (lscpu "
-            "lists neither avx512_bf16 nor amx_bf16): bf16 is emulated here and measured "
-            "slower than float32 (docs/results.md, issue 20); float32 is faster on this CPU.")
+    bf16_fields = [f"config.model.{field}=bfloat16" for field in ("compute_dtype", "product_dtype")
+                   if config.get("model", {}).get(field) == "bfloat16"]
+    if bf16_fields and jax.default_backend() == "cpu" and machine.lacks_bf16_units():
+        log(f"Note: {' and '.join(bf16_fields)} on a CPU without bf16 units (lscpu lists "
+            "neither avx512_bf16 nor amx_bf16): bf16 is emulated here and measured slower "
+            "than float32 (docs/results.md, issue 20); float32 is faster on this CPU.")
     param_count = sum(x.size for x in jax.tree.leaves(state.params))
     log(f"{type(model).__name__}: {param_count:,} parameters; training to step "
         f"{t.num_steps} on {mesh.size} device(s), mesh {dict(mesh.shape)}.")

@@ -279,6 +279,73 @@ def test_bfloat16_gemm_products_stay_bfloat16_forward_and_backward(layer, produc
         assert float(jnp.linalg.norm(a16 - a32) / jnp.linalg.norm(a32)) < 2e-2
 
 
+def _rounded(a: jax.Array) -> jax.Array:
+    return a.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+@pytest.mark.parametrize("layer", ["conv2d", "conv_transpose"])
+@pytest.mark.parametrize("lowering", ["gemm", "xla"])
+def test_bf16_products_are_float32_convolutions_of_rounded_operands(layer, lowering,
+                                                                     product_dtypes):
+    """product_dtype=bfloat16 on float32 operands (`model.product_dtype`): the result and the
+    gradients are float32, the forward equals the float32 convolution of the operands rounded
+    to bf16 (sums in float32), the gradients stay within bf16 rounding of float32's, and with
+    the "gemm" lowering every product of the compiled forward + backward is bf16 x bf16."""
+    pads = ((1, 1), (1, 1))
+    if layer == "conv2d":
+        x, w = _normal((2, 16, 16, 8), 0), _normal((4, 4, 8, 16), 1)
+
+        def f(x, w, product_dtype=jnp.bfloat16):
+            return conv2d(x, w, (2, 2), pads, lowering, product_dtype)
+    else:
+        x, w = _normal((2, 8, 8, 16), 0), _normal((4, 4, 16, 8), 1)
+
+        def f(x, w, product_dtype=jnp.bfloat16):
+            return conv_transpose(x, w, (2, 2), "SAME", lowering=lowering,
+                                  product_dtype=product_dtype)
+    cot = _normal(jax.eval_shape(f, x, w).shape, 2)
+
+    def loss(x, w, product_dtype=jnp.bfloat16):
+        return jnp.sum(f(x, w, product_dtype) * cot)
+
+    y = jax.jit(f)(x, w)
+    assert y.dtype == jnp.float32
+    # "xla" on the CPU rounds its transposed convolution's output to bf16 (conv_transpose)
+    tol = 1e-2 if (layer, lowering) == ("conv_transpose", "xla") else 1e-5
+    _close(y, jax.jit(f)(_rounded(x), _rounded(w), None), rtol=tol, atol=tol)
+    grad = jax.jit(jax.value_and_grad(loss, (0, 1)))
+    grads = grad(x, w)
+    assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(grads))
+    grads32 = jax.jit(jax.value_and_grad(lambda x, w: loss(x, w, None), (0, 1)))(x, w)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads32)):
+        assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 2e-2
+    if lowering == "gemm":
+        found = product_dtypes.products(grad.lower(x, w).compile().as_text())
+        assert len(found) == 3, found
+        assert all(p["dtypes"] == ("bf16", "bf16") for p in found), found
+
+
+def test_bf16_products_layers_keep_float32_params_and_outputs():
+    """FastConv / FastConvTranspose with product_dtype=bfloat16: the same params as float32
+    (float32 leaves) and float32 outputs within bf16 rounding of the float32 layer's."""
+    x = _normal((2, 8, 8, 4), 0)
+    for cls in (FastConv, FastConvTranspose):
+        layer32 = cls(6, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))
+        layer16 = cls(6, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                      product_dtype=jnp.bfloat16)
+        params = _params(layer32, x)
+        assert jax.tree.structure(params) == jax.tree.structure(_params(layer16, x))
+        y32, y16 = (layer.apply({"params": params}, x) for layer in (layer32, layer16))
+        assert y16.dtype == jnp.float32
+        assert float(jnp.linalg.norm(y16 - y32) / jnp.linalg.norm(y32)) < 1e-2
+
+
+def test_product_dtype_rejects_other_narrow_types():
+    x, w = _normal((1, 4, 4, 2), 0), _normal((4, 4, 2, 3), 1)
+    with pytest.raises(ValueError, match="product_dtype must be None or bfloat16"):
+        conv2d(x, w, (2, 2), ((1, 1), (1, 1)), product_dtype=jnp.float16)
+
+
 def test_conv2d_gemm_rejects_kernel_not_divisible_by_stride():
     with pytest.raises(ValueError, match="divisible by the strides"):
         conv2d_gemm(jnp.zeros((1, 7, 7, 1)), jnp.zeros((3, 3, 1, 1)), (2, 2), ((1, 1), (1, 1)))

@@ -329,3 +329,18 @@ def test_config_rejects_unknown_cpu_conv_lowering():
     config.model.cpu_conv_lowering = "im2col"
     with pytest.raises(errors.UserInputError, match="cpu_conv_lowering must be"):
         configuration.validate(config)
+
+
+def test_config_rejects_unknown_product_dtype_and_precision():
+    from experiments import sprites
+    from seqdis_jax import configuration
+
+    config = sprites.get_config("smoke")
+    config.model.product_dtype = "float16"
+    with pytest.raises(errors.UserInputError, match="product_dtype must be"):
+        configuration.validate(config)
+    with pytest.raises(errors.UserInputError, match="precision must be one of"):
+        configuration.set_precision(config, "fp8")
+    configuration.set_precision(config, "bf16_products")
+    assert (config.model.compute_dtype, config.model.product_dtype) == ("float32", "bfloat16")
+    configuration.validate(config)

@@ -363,20 +363,23 @@ def test_retention_keeps_the_latest_and_the_best(best_metric, best_mode, keep_be
 # 4. Best-by-metric retention through training
 
 
+@pytest.mark.parametrize("field", ["compute_dtype", "product_dtype"])
 @pytest.mark.parametrize("lacks_units", [True, False])
 def test_bfloat16_on_a_cpu_without_bf16_units_says_float32_is_faster(
-        lacks_units, tmp_path, capfd, monkeypatch):
-    """A bf16 run on a CPU whose flags show no bf16 units (lscpu, `machine.lacks_bf16_units`)
-    gets one note before it trains; elsewhere none."""
+        lacks_units, field, tmp_path, capfd, monkeypatch):
+    """A bf16 run (bf16 networks, or bf16 products only) on a CPU whose flags show no bf16
+    units (lscpu, `machine.lacks_bf16_units`) gets one note before it trains; elsewhere none.
+    Either trains its step and saves its checkpoint."""
     from seqdis_jax import machine
 
     monkeypatch.setattr(machine, "lacks_bf16_units", lambda info=None: lacks_units)
     config = smoke_config(num_steps=1, checkpoint_every=1)
-    config.model.compute_dtype = "bfloat16"
+    config.model[field] = "bfloat16"
     assert launcher.run(config, str(tmp_path), "train")["step"] == 1
     notes = [line for line in capfd.readouterr().err.splitlines() if line.startswith("Note:")]
     assert len(notes) == int(lacks_units)
-    assert all("float32 is faster on this CPU" in line for line in notes)
+    assert all(f"{field}=bfloat16" in line and "float32 is faster on this CPU" in line
+               for line in notes)
 
 
 def test_training_keeps_the_checkpoint_with_the_best_validation_metric(tmp_path):

@@ -73,14 +73,16 @@ class DSVAE(nn.Module):
     static_head_activation: str = "linear"  # one of STATIC_HEAD_ACTIVATIONS
     recurrent_init: str = "flax"  # one of recurrent.RECURRENT_INITS
     image_size: int = 64  # video frames' side: 64 (the papers') or 32 (nn.video.BLOCK_CHANNELS)
+    product_dtype: Any = None  # the frame networks' convolution products (model.product_dtype)
 
     def setup(self):
         if self.modality == "video":
             self.encoder = FrameEncoder(self.feature_dim, self.width, self.dtype,
-                                        conv_lowering=self.conv_lowering)
+                                        conv_lowering=self.conv_lowering,
+                                        product_dtype=self.product_dtype)
             self.decoder = FrameDecoder(self.channels, self.width, self.dtype,
                                         self.fast_conv_transpose, self.conv_lowering,
-                                        self.image_size)
+                                        self.image_size, self.product_dtype)
         elif self.modality == "speech":
             self.decoder = SpeechDecoder(self.num_features, dtype=self.dtype)
         elif self.modality == "series":
@@ -194,6 +196,13 @@ def decode_updating_batch_stats(model: DSVAE, params: Any, batch_stats: Any, s: 
                                       method=_decode_distribution_of)
 
 
+def product_dtype(config: ml_collections.ConfigDict) -> Any:
+    """`model.product_dtype` as the frame networks take it: None (the products in
+    `model.compute_dtype`) or jnp.bfloat16 (bf16 products inside a float32 network)."""
+    name = config.model.get("product_dtype", "float32")
+    return None if name == "float32" else jnp.dtype(name)
+
+
 def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fields: Any
           ) -> DSVAE:
     """The model of `config.model`; a method whose network subclasses DSVAE passes its class
@@ -216,6 +225,7 @@ def build(config: ml_collections.ConfigDict, module: type[DSVAE] = DSVAE, **fiel
         static_head_activation=m.get("static_head_activation", "linear"),
         recurrent_init=m.get("recurrent_init", "flax"),
         image_size=config.data.get("image_size", 64),
+        product_dtype=product_dtype(config),
         **fields,
     )
 

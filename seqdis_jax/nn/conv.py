@@ -101,7 +101,8 @@ def _f_padding(
 
 
 def _transposed_conv(
-    x: Array, kernel: Array, strides: Ints, pads: Pads, precision: lax.PrecisionLike
+    x: Array, kernel: Array, strides: Ints, pads: Pads, precision: lax.PrecisionLike,
+    preferred_element_type: Any = None,
 ) -> Array:
     nd = x.ndim - 2
     t_dn, _ = _dimension_numbers(nd)
@@ -113,6 +114,7 @@ def _transposed_conv(
         lhs_dilation=strides,
         dimension_numbers=t_dn,
         precision=precision,
+        preferred_element_type=preferred_element_type,
     )
 
 
@@ -208,6 +210,7 @@ def conv_transpose(
     padding: PaddingLike = "SAME",
     precision: lax.PrecisionLike = None,
     lowering: str = "gemm",
+    product_dtype: Any = None,
 ) -> Array:
     """`lax.conv_transpose(x, kernel, strides, padding)` (NHWC, kernel (*k, in, out),
     ``transpose_kernel=False``), fast on XLA:CPU for strides > 1.
@@ -225,6 +228,10 @@ def conv_transpose(
     is one matrix product too: XLA:CPU computes the kernel gradient of a stride-1 transposed
     convolution of a 1x1 input (the decoder's first layer) as a convolution over the input
     padded to 7x7, 16x the FLOPs of the product (`python bench/product_dtypes.py`).
+
+    ``product_dtype=jnp.bfloat16``: float32 operands are multiplied in bf16 and the result is
+    float32 on every platform (accumulated in float32 where the lowering allows: "gemm" and
+    the other platforms' kernels; ``lowering="xla"`` on the CPU rounds its output to bf16).
     """
     nd = x.ndim - 2
     strides = tuple(int(s) for s in strides)
@@ -233,10 +240,13 @@ def conv_transpose(
     _check_lowering(lowering)
 
     def plain(x, kernel):
-        return _transposed_conv(x, kernel, strides, pads, precision)
+        x, kernel, dtype = _product_operands(x, kernel, product_dtype)
+        acc = jnp.promote_types(dtype, jnp.float32)
+        return _transposed_conv(x, kernel, strides, pads, precision, acc).astype(dtype)
 
     def fast(x, kernel):
-        return _conv_transpose_fast(x, kernel, strides, pads, precision)
+        x, kernel, dtype = _product_operands(x, kernel, product_dtype)
+        return _conv_transpose_fast(x, kernel, strides, pads, precision).astype(dtype)
 
     stride_1 = all(s == 1 for s in strides)
     if stride_1 and lowering == "xla":
@@ -250,13 +260,14 @@ def conv_transpose(
         if all(lo >= 0 and hi >= 0 for lo, hi in f_pads):
 
             def cpu(x, kernel):
-                return _conv_transpose_gemm(x, kernel, strides, f_pads, out_spatial)
+                return _conv_transpose_gemm(x, kernel, strides, f_pads, out_spatial,
+                                            product_dtype)
 
     return lax.platform_dependent(x, kernel, cpu=cpu, default=plain)
 
 
 def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
-                         out_spatial: Ints) -> Array:
+                         out_spatial: Ints, product_dtype: Any = None) -> Array:
     """T(x, K), the linear transpose of z -> f(z, K) = P(z) W with P = `_patches` and W f's
     kernel matrix (K flipped, in <-> out): T(x) = P^T(x W^T), one matrix product and the
     transpose of P's data movement (its overlap-adds). `python bench/frame_networks_cpu.py`
@@ -264,7 +275,8 @@ def _conv_transpose_gemm(x: Array, kernel: Array, strides: Ints, f_pads: Pads,
     flipped = jnp.swapaxes(lax.rev(kernel, (0, 1)), 2, 3)  # (k, k, out, in): f's HWIO kernel
     z = jnp.zeros((x.shape[0], *out_spatial, kernel.shape[-1]), x.dtype)
     patches = matrix_product(x.reshape(-1, x.shape[-1]),
-                             _transposed_copy(_kernel_matrix(flipped.astype(x.dtype), strides)))
+                             _transposed_copy(_kernel_matrix(flipped.astype(x.dtype), strides)),
+                             product_dtype)
     (y,) = jax.linear_transpose(lambda z: _patches(z, kernel.shape[:2], strides, f_pads)[0],
                                 z)(patches)
     return y
@@ -285,6 +297,9 @@ class _ConvLayer(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     lowering: str = "gemm"
+    # None: the products in the layer's dtype; jnp.bfloat16: float32 operands multiplied in
+    # bf16 with float32 sums, the output float32 (`model.product_dtype`)
+    product_dtype: Any = None
 
 
 class FastConvTranspose(_ConvLayer):
@@ -328,7 +343,7 @@ class FastConvTranspose(_ConvLayer):
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
         y = conv_transpose(inputs, kernel, strides, self.padding, precision=self.precision,
-                           lowering=self.lowering)
+                           lowering=self.lowering, product_dtype=self.product_dtype)
         if bias is not None:
             y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
         if len(batch_shape) != 1:
@@ -381,6 +396,26 @@ def kernel_blocks(kernel: Array, strides: Ints) -> Array:
     return w_blocks.reshape(kh // sh, kw // sw, sh * sw * c, c_out)
 
 
+def _narrows_to_bfloat16(dtype: Any, product_dtype: Any) -> bool:
+    """Whether operands of `dtype` are multiplied in bf16 under `product_dtype` (None: in their
+    own dtype). Only bfloat16 is a product dtype; a wider one changes nothing."""
+    if product_dtype is None or jnp.dtype(product_dtype) == jnp.dtype(dtype):
+        return False
+    if jnp.dtype(product_dtype) != jnp.bfloat16:
+        raise ValueError(f"product_dtype must be None or bfloat16, got {product_dtype!r}.")
+    return True
+
+
+def _product_operands(x: Array, kernel: Array, product_dtype: Any
+                      ) -> tuple[Array, Array, Any]:
+    """(x, kernel) as XLA's own convolution multiplies them under `product_dtype`, and the
+    dtype its float32-accumulated result is returned in (the operands' own)."""
+    dtype = jnp.result_type(x, kernel)
+    if _narrows_to_bfloat16(dtype, product_dtype):
+        return x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), dtype
+    return x, kernel, dtype
+
+
 def _transposed_copy(x: Array) -> Array:
     """x (M, C) -> x^T (C, M), written out in memory. XLA:CPU's fast matrix kernel (YNNPACK)
     takes row-major operands whose contraction is the left one's last axis and the right one's
@@ -421,9 +456,14 @@ def _product_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
 _product.defvjp(_product_fwd, _product_bwd)
 
 
-def matrix_product(a: Array, b: Array) -> Array:
+def matrix_product(a: Array, b: Array, product_dtype: Any = None) -> Array:
     """a (M, K) @ b (K, N) accumulated in at least float32, returned in the operands' (promoted)
     dtype.
+
+    `product_dtype=jnp.bfloat16` with float32 operands multiplies them in bf16 (the operands
+    rounded to bf16, the sums in float32) and returns float32: the mixed precision of
+    `model.product_dtype`, where only the products reach the CPU's bf16 units and everything
+    around them stays float32.
 
     bfloat16 operands go through `_product`, whose backward is bf16 x bf16 products in the form
     XLA:CPU's fast kernel takes, so they reach the CPU's bf16 units forward and backward.
@@ -433,6 +473,8 @@ def matrix_product(a: Array, b: Array) -> Array:
     measured faster in float32 than `_product`'s backward (docs/results.md, issue 20).
     """
     dtype = jnp.result_type(a, b)
+    if _narrows_to_bfloat16(dtype, product_dtype):
+        return _product(a.astype(jnp.bfloat16), b.astype(jnp.bfloat16)).astype(dtype)
     if dtype == jnp.bfloat16:
         return _product(a.astype(dtype), b.astype(dtype)).astype(dtype)
     acc = jnp.promote_types(dtype, jnp.float32)
@@ -455,24 +497,28 @@ def _kernel_matrix(kernel: Array, strides: Ints) -> Array:
     return kernel_blocks(kernel, strides).reshape(-1, kernel.shape[-1])
 
 
-def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads) -> Array:
+def conv2d_gemm(x: Array, kernel: Array, strides: Sequence[int], padding: Pads,
+                product_dtype: Any = None) -> Array:
     """`lax.conv_general_dilated(x, kernel, strides, padding)` for NHWC x and an HWIO kernel,
     written as space-to-depth + one matrix product. Needs kernel size % stride == 0 per axis.
 
     bfloat16 operands are multiplied with float32 accumulation, forward and backward
-    (`matrix_product`); the result has the operands' dtype.
+    (`matrix_product`); the result has the operands' dtype. `product_dtype=jnp.bfloat16` with
+    float32 operands builds the patches in float32 and multiplies them in bf16.
     """
     dtype = jnp.result_type(x, kernel)
     patches, (ho, wo) = _patches(x.astype(dtype), kernel.shape[:2], strides, padding)
-    y = matrix_product(patches, _kernel_matrix(kernel.astype(dtype), strides))
+    y = matrix_product(patches, _kernel_matrix(kernel.astype(dtype), strides), product_dtype)
     return y.reshape(x.shape[0], ho, wo, kernel.shape[-1])
 
 
 def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike,
-           lowering: str = "gemm") -> Array:
+           lowering: str = "gemm", product_dtype: Any = None) -> Array:
     """2-D convolution (NHWC, HWIO kernel) that runs as `conv2d_gemm` on the CPU and as XLA's
     own convolution elsewhere (`lax.platform_dependent`, resolved when the program is lowered:
-    GPUs and TPUs keep their vendor kernels). `lowering="xla"` always uses `lax.conv`."""
+    GPUs and TPUs keep their vendor kernels). `lowering="xla"` always uses `lax.conv`.
+    `product_dtype=jnp.bfloat16`: float32 operands are multiplied in bf16, accumulated and
+    returned in float32, on every platform."""
     strides = tuple(int(s) for s in strides)
     kernel_size = tuple(int(k) for k in kernel.shape[:2])
     if isinstance(padding, str):
@@ -483,13 +529,14 @@ def conv2d(x: Array, kernel: Array, strides: Sequence[int], padding: PaddingLike
     acc = jnp.promote_types(jnp.result_type(x, kernel), jnp.float32)
 
     def plain(x, kernel):
+        x, kernel, dtype = _product_operands(x, kernel, product_dtype)
         y = lax.conv_general_dilated(x, kernel, strides, pads,
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                      preferred_element_type=acc)
-        return y.astype(jnp.result_type(x, kernel))
+        return y.astype(dtype)
 
     def gemm(x, kernel):
-        return conv2d_gemm(x, kernel, strides, pads)
+        return conv2d_gemm(x, kernel, strides, pads, product_dtype)
 
     _check_lowering(lowering)
     if lowering == "xla" or any(k % s for k, s in zip(kernel_size, strides)):
@@ -516,5 +563,5 @@ class FastConv(_ConvLayer):
         bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
                 if self.use_bias else None)
         inputs, kernel, bias = promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        y = conv2d(inputs, kernel, strides, self.padding, self.lowering)
+        y = conv2d(inputs, kernel, strides, self.padding, self.lowering, self.product_dtype)
         return y if bias is None else y + bias

@@ -144,6 +144,9 @@ class FrameEncoder(nn.Module):
     # "gemm": on the CPU each convolution runs as one matrix product (`nn.conv.FastConv`, same
     # values); "xla": XLA's convolution everywhere. Other platforms always use their own.
     conv_lowering: str = "gemm"
+    # None, or jnp.bfloat16: the convolutions' products in bf16 inside a float32 network
+    # (`model.product_dtype`, `nn.conv.matrix_product`)
+    product_dtype: Any = None
 
     @nn.compact
     def __call__(self, frames: Array, train: bool) -> Array:
@@ -165,6 +168,7 @@ class FrameEncoder(nn.Module):
                 kernel_init=self.kernel_init,
                 dtype=self.dtype,
                 lowering=self.conv_lowering,
+                product_dtype=self.product_dtype,
                 name=f"conv{i + 1}",
             )(h)
             h = _batch_norm(train, self.dtype, f"bn{i + 1}")(h)
@@ -176,6 +180,7 @@ class FrameEncoder(nn.Module):
             kernel_init=self.kernel_init,
             dtype=self.dtype,
             lowering=self.conv_lowering,
+            product_dtype=self.product_dtype,
             name=f"conv{len(blocks) + 1}",
         )(h)
         h = _batch_norm(train, self.dtype, "bn5")(h)
@@ -198,13 +203,15 @@ class FrameDecoder(nn.Module):
     fast_conv_transpose: bool = True  # False: plain nn.ConvTranspose (for benchmarks)
     conv_lowering: str = "gemm"  # CPU: "gemm" or "xla", see `nn.conv.conv_transpose`
     image_size: int = 64  # 64 or 32 (BLOCK_CHANNELS)
+    product_dtype: Any = None  # as FrameEncoder's (FastConvTranspose layers only)
 
     @nn.compact
     def __call__(self, latents: Array, train: bool) -> Array:
         """latents: (N, D) -> (N, S, S, out_channels) in [0, 1], S = image_size."""
         blocks = check_frame_size(self.image_size)
         if self.fast_conv_transpose:
-            conv_transpose = partial(FastConvTranspose, lowering=self.conv_lowering)
+            conv_transpose = partial(FastConvTranspose, lowering=self.conv_lowering,
+                                     product_dtype=self.product_dtype)
         else:
             conv_transpose = nn.ConvTranspose
         h = latents.astype(self.dtype or jnp.float32)[:, None, None, :]
