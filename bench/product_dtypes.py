@@ -1,6 +1,7 @@
 """Which matrix products of a compiled training step XLA:CPU runs in bfloat16 (issue 20).
 
-    python bench/product_dtypes.py dsvae default bfloat16     # method, variant, compute dtype
+    python bench/product_dtypes.py dsvae default bfloat16     # method, variant, precision
+    python bench/product_dtypes.py dsvae default bf16_products
 
 Compiles the method's Sprites train step at batch 32 (`profile_ops_cpu.build_step`; nothing is
 run) and reads every `dot` and `convolution` of the optimized HLO: its operand dtypes, its
@@ -60,7 +61,7 @@ def main() -> None:
     by_dtypes: collections.Counter = collections.Counter()
     for p in found:
         by_dtypes[p["dtypes"]] += p["flops"]
-    print(f"{method} :{variant} compute_dtype={dtype}, batch 32: {len(found)} products, "
+    print(f"{method} :{variant} precision={dtype}, batch 32: {len(found)} products, "
           f"{total / 1e9:.1f} GFLOP (while bodies once)")
     for dtypes, flops in by_dtypes.most_common():
         print(f"  operands {dtypes[0]} x {dtypes[1]}: {flops / 1e9:8.2f} GFLOP "

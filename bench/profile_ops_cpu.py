@@ -5,7 +5,8 @@ training step.
     python bench/profile_ops_cpu.py step dsvae default float32 [top]   # method, variant, dtype
 
 Traces 3 calls (the networks: forward + backward, train mode, 256 frames; a step: the
-method's Sprites config at batch 32, `model.compute_dtype` = dtype) with `jax.profiler`, reads
+method's Sprites config at batch 32 at the precision dtype: float32, bfloat16 or bf16_products,
+`configuration.PRECISIONS`) with `jax.profiler`, reads
 the trace back with jaxlib's profile reader, and prints the wall time per call beside the time
 the operations took summed over the threads that ran them, grouped by operation kind (XLA's
 fusion names with their numbers removed: `ynn_fusion` are the matrix products, `*slice*` /
@@ -236,16 +237,16 @@ def networks(width: float, network: str, lowering: str) -> None:
 
 
 def build_step(method_name: str, variant: str, dtype: str):
-    """The method's jitted Sprites train step at batch 32 with `model.compute_dtype` = dtype,
+    """The method's jitted Sprites train step at batch 32 at precision dtype,
     and its arguments (state, a uint8 batch, rng)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from throughput import CONFIGS  # the methods' Sprites configs
 
-    from seqdis_jax import models, train
+    from seqdis_jax import configuration, models, train
 
     config = CONFIGS[method_name].get_config(variant)
     config.data.batch_size = 32
-    config.model.compute_dtype = dtype
+    configuration.set_precision(config, dtype)  # float32, bfloat16 or bf16_products
     method = models.get_method(config.method)
     model = method.build(config)
     tx = train.make_optimizer(config, method)

@@ -64,6 +64,7 @@ from experiments import (  # noqa: E402
     spyl_sprites,
 )
 from seqdis_jax import configuration, errors, models, parallel, train  # noqa: E402
+from seqdis_jax.configuration import PRECISIONS, set_precision  # noqa: E402
 from seqdis_jax.errors import UserInputError  # noqa: E402
 
 CONFIGS = {"dsvae": sprites, "cdsvae": cdsvae_sprites, "spyl": spyl_sprites,
@@ -84,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"variant of each method's Sprites config: {list(VARIANTS)}")
     parser.add_argument("--frames", type=int, default=8, help="T, frames per sequence")
     parser.add_argument("--dtype", default="float32",
-                        help="config.model.compute_dtype: float32 or bfloat16")
+                        help="float32, bfloat16 (model.compute_dtype) or bf16_products (a "
+                        "float32 network, bf16 convolution products: model.product_dtype)")
     parser.add_argument("--width", type=float, default=None,
                         help="override config.model.width (conv channel multiplier)")
     parser.add_argument("--plain_conv_transpose", action="store_true",
@@ -128,8 +130,8 @@ def check_args(args: argparse.Namespace) -> tuple[list[str], list[int]]:
     if args.config_variant not in VARIANTS:
         raise UserInputError(
             f"Unknown --config_variant={args.config_variant!r}; choose one of {list(VARIANTS)}.")
-    if args.dtype not in ("float32", "bfloat16"):
-        raise UserInputError(f"--dtype must be float32 or bfloat16, got {args.dtype!r}.")
+    if args.dtype not in PRECISIONS:
+        raise UserInputError(f"--dtype must be one of {sorted(PRECISIONS)}, got {args.dtype!r}.")
     if args.frames < 1:
         raise UserInputError(f"--frames must be >= 1, got {args.frames}.")
     if args.steps < 1 or args.warmup < 0:
@@ -166,7 +168,7 @@ def build_config(method: str, batch_size: int, args: argparse.Namespace):
     """The method's Sprites config of --config_variant with the benchmark's overrides."""
     config = CONFIGS[method].get_config(args.config_variant)
     config.data.batch_size = batch_size
-    config.model.compute_dtype = args.dtype
+    set_precision(config, args.dtype)
     config.model.fast_conv_transpose = not args.plain_conv_transpose
     if args.width is not None:
         config.model.width = args.width
