@@ -440,8 +440,10 @@ def _product_fwd(a: Array, b: Array) -> tuple[Array, tuple[Array, Array]]:
 def _product_bwd(res: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
     a, b = res
     acc = g.dtype
-    # g is the transpose of the caller's cast of the product to bf16: casting it back loses
-    # nothing, and keeps the products below bf16 x bf16
+    # With bf16 operands g is the transpose of the caller's cast of the product to bf16, and
+    # casting it back loses nothing; under `product_dtype` (a float32 caller) it rounds the
+    # float32 cotangent to bf16, as any bf16 product's backward does. Either way the products
+    # below stay bf16 x bf16
     g = g.astype(a.dtype)
     da = lax.dot(g, _transposed_copy(b), preferred_element_type=acc)
     # Both products in the (row-major lhs, row-major rhs) form the fast kernel takes: b^T is
