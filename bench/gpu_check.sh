@@ -35,7 +35,8 @@
 # With $OUT set, the JSON goes to $OUT/gpu_check.json and the logs to $OUT/gpu_check_logs/
 # (else to WORKDIR/logs/). Tuning, all optional (GPU defaults; --small has its own):
 #     GPU_CHECK_METHODS=dsvae,cdsvae,spyl,dbse,rwae  GPU_CHECK_BATCHES=128,256
-#     GPU_CHECK_DTYPES=float32,bfloat16   GPU_CHECK_TP_STEPS=10  GPU_CHECK_TP_WARMUP=2
+#     GPU_CHECK_DTYPES=float32,bfloat16 (bf16_products too: bench/throughput.py --dtype)
+#     GPU_CHECK_TP_STEPS=10  GPU_CHECK_TP_WARMUP=2
 #     GPU_CHECK_BUDGET_S=470   the whole check (parts are cut to fit it)
 #     GPU_CHECK_THROUGHPUT_S=120  part 1, shared by the dtypes (rows it leaves out are listed
 #                              as "no measurement"; a rerun with the warm XLA cache is faster)
