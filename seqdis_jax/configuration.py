@@ -92,15 +92,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value not in allowed:
             raise UserInputError(f"config.model.{field} must be one of {allowed}, got "
                                  f"{value!r}.")
-    if config.model.compute_dtype not in ("float32", "bfloat16"):
-        raise UserInputError(
-            f"config.model.compute_dtype must be 'float32' or 'bfloat16', got "
-            f"{config.model.compute_dtype!r}."
-        )
-    if config.model.get("product_dtype", "float32") not in ("float32", "bfloat16"):
-        raise UserInputError(
-            f"config.model.product_dtype must be 'float32' or 'bfloat16', got "
-            f"{config.model.product_dtype!r}.")
+    for field in ("compute_dtype", "product_dtype"):
+        value = config.model.get(field, "float32")
+        if value not in ("float32", "bfloat16"):
+            raise UserInputError(
+                f"config.model.{field} must be 'float32' or 'bfloat16', got {value!r}.")
     if config.model.get("cpu_conv_lowering", "gemm") not in conv.LOWERINGS:
         raise UserInputError(
             f"config.model.cpu_conv_lowering must be one of {conv.LOWERINGS}, got "
