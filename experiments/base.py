@@ -49,7 +49,8 @@ def base_config() -> ml_collections.ConfigDict:
     # The frame networks' convolution products only: "bfloat16" multiplies their float32
     # operands in bf16 (sums in float32) while activations, BatchNorm, the LSTMs, parameters
     # and optimizer state stay in compute_dtype; for CPUs with bf16 matrix units (AMX,
-    # AVX512-BF16) and for GPUs/TPUs. docs/results.md ("bf16 products") has its speed and drift.
+    # AVX512-BF16) and for GPUs/TPUs; video models only. docs/results.md ("bf16 products")
+    # has its speed and drift.
     config.model.product_dtype = "float32"
     # FastConvTranspose (custom CPU backward, same values) in the decoder; False: nn.ConvTranspose.
     config.model.fast_conv_transpose = True

@@ -97,6 +97,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value not in ("float32", "bfloat16"):
             raise UserInputError(
                 f"config.model.{field} must be 'float32' or 'bfloat16', got {value!r}.")
+    if modality != "video" and config.model.get("product_dtype", "float32") != "float32":
+        # Only the frame convolutions take bf16 products; the speech and series networks
+        # are Dense/LSTM stacks that would silently stay float32.
+        raise UserInputError(
+            f"config.model.product_dtype='bfloat16' applies to the video frame convolutions "
+            f"only, and config.model.modality is {modality!r}; set "
+            "config.model.product_dtype='float32' (or config.model.compute_dtype='bfloat16' "
+            "for a bf16 network).")
     if config.model.get("cpu_conv_lowering", "gemm") not in conv.LOWERINGS:
         raise UserInputError(
             f"config.model.cpu_conv_lowering must be one of {conv.LOWERINGS}, got "

@@ -718,6 +718,11 @@ CASES: dict[str, Case] = {
              data=True), LauncherExit,
         r"^error: dataset 'fsdd_missing' is not prepared: .* Prepare it with: python -m "
         r"data_prep\.fsdd"),
+    "bf16-products-for-a-speech-model": Case(
+        _run_fsdd("fsdd", model__product_dtype="bfloat16"), UserInputError,
+        r"config\.model\.product_dtype='bfloat16' applies to the video frame convolutions "
+        r"only, and config\.model\.modality is 'speech'; set config\.model\.product_dtype="
+        r"'float32'"),
     # The loss terms are known once the model is traced, at the start of training: config.json
     # is written by then (nothing else).
     "best-metric-not-a-loss-term": Case(
