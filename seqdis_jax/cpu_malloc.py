@@ -6,7 +6,10 @@ buffers on every step: about 141,000 minor page faults and 0.4 s of system time 
 width, a fifth). With the `TUNABLES` below (at most 2 malloc arenas, no mmap-backed chunks,
 freed memory kept instead of trimmed) the memory is reused and most faults vanish: the same
 steps run 1.1-1.5x faster (docs/results.md, "The allocator", issue 20). The price is that the
-process keeps its peak memory until it exits.
+process keeps its peak memory until it exits. A buffer above 64 MB that an XLA worker thread
+allocates from the second arena is still mapped afresh each step (a non-main arena's heaps
+are 64 MB; bench/malloc_thread_faults.py); arena_max=1 keeps it too, but the training loop
+measured 6-9 % slower with it (bench/malloc_training.py), so it stays at 2.
 
 glibc reads `GLIBC_TUNABLES` once, when the process starts (`mallopt` at run time, even before
 `import jax`, did not remove the faults). So the launchers (`experiments.main`,

@@ -172,3 +172,11 @@ def test_profile_finds_the_instructions_of_while_loops():
     body = re.search(r"body=%?([\w.\-]+)", hlo).group(1)
     body_text = hlo[hlo.index(f"{body} ("):].split("\n}")[0]
     assert set(re.findall(r"\n\s+(?:ROOT )?%?([\w.\-]+) = ", body_text)) <= inside
+
+
+def test_malloc_training_refuses_an_unknown_setting():
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "malloc_training.py"), "--settings=big"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unknown setting(s) ['big']; choose from" in result.stderr

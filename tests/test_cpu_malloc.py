@@ -72,3 +72,26 @@ def test_tunables_stop_the_page_faults_on_reuse():
     # glibc maps a fresh 64 MB region for every allocation (16,384 pages to fault in)
     assert default > 10_000, default
     assert tuned < 100, tuned
+
+
+@glibc_only
+def test_a_thread_reuses_a_buffer_above_64mb_only_in_the_main_arena():
+    """Why the launchers' training runs still fault under `TUNABLES` (bench/
+    malloc_thread_faults.py, docs/results.md "The allocator"): XLA's step buffer (~560 MB for
+    DBSE :cpu) is allocated on a worker thread, and a non-main arena serves a request above
+    its 64 MB heaps with mmap whatever mmap_max says; arena_max=1 keeps it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench"))
+    try:
+        import malloc_thread_faults as bench
+    finally:
+        sys.path.pop(0)
+
+    def faults(setting: str, megabytes: int) -> float:
+        env = _env(GLIBC_TUNABLES=bench.SETTINGS[setting])
+        return float(subprocess.run(
+            [sys.executable, "-c", bench.CHILD, str(megabytes << 20)], env=env,
+            capture_output=True, text=True, check=True, timeout=120).stdout.strip())
+
+    assert faults("arena2", 32) < 100
+    assert faults("arena2", 128) > 30_000  # all 32,768 pages, every reuse
+    assert faults("arena1", 128) < 100

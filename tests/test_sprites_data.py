@@ -194,6 +194,60 @@ def test_generic_round_trip_and_grain(tmp_path):
         array_record.load_split("toy", tmp_path, "test")
 
 
+def test_records_decode_without_protobuf_as_tfds_decodes_them(tmp_path):
+    """`ArrayRecordSource` reads the tf.train.Example wire format itself (protobuf's upb
+    messages call malloc_trim(0) when freed): every record equals TFDS's own decoding, for
+    byte tensors of several dtypes, class labels and scalars (negative int64 included)."""
+    rng = np.random.default_rng(1)
+    n = 7
+    arrays = {
+        "video": rng.integers(0, 256, size=(n, 2, 4, 4, 3), dtype=np.uint8),
+        "features": rng.normal(size=(n, 3, 5)).astype(np.float32),
+        "wide": rng.normal(size=(n, 2)).astype(np.float64),
+        "count": rng.integers(-5, 5, size=(n, 4)).astype(np.int16),
+        "label": rng.integers(0, 3, size=n).astype(np.int32),
+        "id": np.array([-(2**40), -1, 0, 1, 2**62, 300, 127], np.int64),
+        "level": rng.normal(size=n).astype(np.float32),
+    }
+    features = {
+        "video": array_record.Feature("uint8", (2, 4, 4, 3)),
+        "features": array_record.Feature("float32", (3, 5)),
+        "wide": array_record.Feature("float64", (2,)),
+        "count": array_record.Feature("int16", (4,)),
+        "label": array_record.Feature("int32", names=("a", "b", "c")),
+        "id": array_record.Feature("int64"),
+        "level": array_record.Feature("float32"),
+    }
+    array_record.write_dataset("wire", tmp_path, {"train": arrays}, features)
+    source = array_record.load_split("wire", tmp_path, "train")
+    assert source._raw is not None  # the wire decoder is in use
+    ours = [source[i] for i in range(n)] + source.__getitems__([6, 0])
+    source._raw = None  # TFDS's decoder
+    theirs = [source[i] for i in range(n)] + source.__getitems__([6, 0])
+    for mine, tfds_record in zip(ours, theirs):
+        assert mine.keys() == tfds_record.keys() == arrays.keys()
+        for key in mine:
+            assert mine[key].dtype == tfds_record[key].dtype == arrays[key].dtype, key
+            np.testing.assert_array_equal(mine[key], tfds_record[key])
+    for i in range(n):
+        for key in arrays:
+            np.testing.assert_array_equal(ours[i][key], arrays[key][i])
+
+
+def test_malformed_records_are_refused():
+    shapes, dtypes = {"v": (2,)}, {"v": np.dtype(np.uint8)}
+    # Example{features{feature{key: "v", value{bytes_list{value: b"\\x01\\x02"}}}}}
+    good = bytes([0x0A, 0x0D, 0x0A, 0x0B, 0x0A, 0x01, 0x76, 0x12, 0x06, 0x0A, 0x04, 0x0A, 0x02,
+                  0x01, 0x02])
+    np.testing.assert_array_equal(array_record.decode_example(good, shapes, dtypes)["v"], [1, 2])
+    with pytest.raises(ValueError, match="runs past"):
+        array_record.decode_example(good[:-1], shapes, dtypes)
+    with pytest.raises(ValueError, match="no feature"):
+        array_record.decode_example(b"", shapes, dtypes)
+    with pytest.raises(ValueError, match="cannot reshape"):
+        array_record.decode_example(good, {"v": (3,)}, dtypes)
+
+
 def test_failed_write_keeps_the_prepared_dataset(tmp_path):
     features = {"v": array_record.Feature("uint8", (2,))}
     good = {"train": {"v": np.ones((3, 2), np.uint8)}}

@@ -240,6 +240,117 @@ def write_dataset(
     return final
 
 
+# ------------------------------------------------------------------ tf.train.Example, decoded
+# TFDS decodes each record through protobuf's upb messages, and protobuf's Python runtime calls
+# glibc's malloc_trim(0) at every 10,000th block its message arenas free (upb_trim_allocfunc):
+# in a Sprites training run that madvised ~590 MB of free heap pages away at once, from the
+# input thread, for the step to fault in again (docs/results.md, "malloc_trim"). The records
+# written here hold only fixed-shape numeric fields, so they are decoded from the wire format
+# directly (https://protobuf.dev/programming-guides/encoding/): Example{1: Features},
+# Features{1: map entry{1: key, 2: Feature}}, Feature{1: BytesList, 2: FloatList,
+# 3: Int64List}, each list's values in its field 1, packed or not.
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("malformed tf.train.Example: a varint longer than 10 bytes")
+
+
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one message: an int for varints, a memoryview for
+    length-delimited and fixed-size fields."""
+    pos, end = 0, len(buf)
+    while pos < end:
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire in (1, 2, 5):
+            if wire == 2:
+                size, pos = _varint(buf, pos)
+            else:
+                size = 8 if wire == 1 else 4
+            value = buf[pos:pos + size]
+            if len(value) != size:
+                raise ValueError("malformed tf.train.Example: a field runs past its message")
+            pos += size
+        else:
+            raise ValueError(f"malformed tf.train.Example: wire type {wire}")
+        yield number, wire, value
+
+
+def _int64s(field_values: Iterable[tuple[int, int, Any]]) -> list[int]:
+    values = []
+    for _, wire, value in field_values:
+        if wire == 0:
+            values.append(value)
+        else:  # packed
+            pos = 0
+            while pos < len(value):
+                v, pos = _varint(value, pos)
+                values.append(v)
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
+
+
+def decode_example(record: bytes, shapes: Mapping[str, tuple[int, ...]],
+                   dtypes: Mapping[str, np.dtype]) -> dict[str, np.ndarray]:
+    """The fields of one serialized tf.train.Example of fixed-shape numeric features, as
+    numpy arrays of `shapes` and `dtypes` (what TFDS's `deserialize_example_np` returns for a
+    `Tensor` with `Encoding.BYTES`, a `Scalar` or a `ClassLabel`, without protobuf)."""
+    out = {}
+    for _, _, features in _fields(memoryview(record)):
+        for _, _, entry in _fields(features):
+            key = feature = None
+            for number, _, value in _fields(entry):
+                if number == 1:
+                    key = bytes(value).decode()
+                elif number == 2:
+                    feature = value
+            if key not in shapes:
+                continue
+            for kind, _, values in _fields(feature):
+                items = list(_fields(values))
+                if kind == 1:  # BytesList: one tensor's raw bytes
+                    if len(items) != 1:
+                        raise ValueError(f"feature {key!r} holds {len(items)} byte strings, "
+                                         "not 1")
+                    array = np.frombuffer(items[0][2], dtype=dtypes[key])
+                elif kind == 2:  # FloatList
+                    array = np.concatenate(
+                        [np.frombuffer(v, "<f4") for _, _, v in items] or [np.zeros(0, "<f4")])
+                elif kind == 3:  # Int64List
+                    array = np.asarray(_int64s(items), np.int64)
+                else:
+                    raise ValueError(f"feature {key!r} has an unknown list kind {kind}")
+                out[key] = array.reshape(shapes[key])
+    missing = sorted(set(shapes) - set(out))
+    if missing:
+        raise ValueError(f"the record has no feature(s) {missing}")
+    return out
+
+
+def _wire_decodable(features: Any) -> bool:
+    """Whether every feature is a fixed-shape numeric Tensor (BYTES or no encoding), Scalar or
+    ClassLabel: what `decode_example` reads. Other datasets go through TFDS's decoder."""
+    for feature in features.values():
+        if not isinstance(feature, tfds.features.Tensor):  # Scalar, ClassLabel subclass it
+            return False
+        encoding = getattr(feature, "_encoding", tfds.features.Encoding.NONE)
+        if encoding not in (tfds.features.Encoding.NONE, tfds.features.Encoding.BYTES):
+            return False
+        if not np.issubdtype(feature.np_dtype, np.number) or None in feature.shape:
+            return False
+    return True
+
+
 class ArrayRecordSource:
     """Random-access records (dicts of numpy arrays of the written dtypes) of one split;
     a `grain.MapDataset.source`."""
@@ -248,6 +359,14 @@ class ArrayRecordSource:
         self._source = source
         self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
         self.info = info  # tfds.core.DatasetInfo: features, class names, split sizes, metadata
+        # The raw records (array_record's reader under TFDS's source), decoded here.
+        features = info.features if info is not None else None
+        self._raw = getattr(source, "data_source", None)
+        if features is None or self._raw is None or not _wire_decodable(features):
+            self._raw = None
+        else:
+            self._shapes = {k: tuple(f.shape) for k, f in features.items()}
+            self._stored = {k: np.dtype(f.np_dtype) for k, f in features.items()}
 
     def __len__(self) -> int:
         return len(self._source)
@@ -255,10 +374,17 @@ class ArrayRecordSource:
     def _convert(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, self._dtypes[k]) for k, v in record.items()}
 
+    def _decode(self, raw: bytes) -> dict[str, np.ndarray]:
+        return self._convert(decode_example(raw, self._shapes, self._stored))
+
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if self._raw is not None:
+            return self._decode(self._raw[index])
         return self._convert(self._source[index])
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, np.ndarray]]:
+        if self._raw is not None:
+            return [self._decode(r) for r in self._raw.__getitems__(indices)]
         return [self._convert(r) for r in self._source.__getitems__(indices)]
 
     def __repr__(self) -> str:
