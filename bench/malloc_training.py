@@ -13,8 +13,7 @@ logged step at or past `--skip` (compilation and warm-up excluded) to the last o
 
 Settings (the GLIBC_TUNABLES the launcher runs under; it keeps a user's own setting):
   default   glibc's defaults (SEQDIS_JAX_MALLOC=default)
-  arena2    arena_max=2, mmap_max=0, trim_threshold=2^36 (the launchers' tunables before
-            2026-12-07)
+  arena2    arena_max=2, mmap_max=0, trim_threshold=2^36 (the launchers' tunables)
   arena1    arena_max=1, mmap_max=0, trim_threshold=2^36
   arena2_thp  arena2 with hugetlb=1: glibc asks for transparent huge pages (madvise) on the
             memory it takes from the kernel
