@@ -19,11 +19,15 @@ import os
 import subprocess
 import sys
 
-_REST = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from seqdis_jax import cpu_malloc  # noqa: E402
+
 SETTINGS = {
     "default": None,
-    "arena2": f"glibc.malloc.arena_max=2:{_REST}",
-    "arena1": f"glibc.malloc.arena_max=1:{_REST}",
+    "arena2": cpu_malloc.tunables(arena_max=2),
+    "arena1": cpu_malloc.tunables(arena_max=1),
 }
 
 CHILD = """
@@ -54,9 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     size = args.megabytes << 20
     for name, tunables in SETTINGS.items():
-        env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+        env = {k: v for k, v in os.environ.items() if k != cpu_malloc.ENV}
         if tunables:
-            env["GLIBC_TUNABLES"] = tunables
+            env[cpu_malloc.ENV] = tunables
         out = subprocess.run([sys.executable, "-c", CHILD, str(size)], env=env, check=True,
                              capture_output=True, text=True).stdout.strip()
         print(json.dumps({"setting": name, "tunables": tunables, "megabytes": args.megabytes,

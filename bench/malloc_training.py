@@ -39,12 +39,11 @@ sys.path.insert(0, ROOT)
 
 from seqdis_jax import cpu_malloc  # noqa: E402
 
-_REST = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
 SETTINGS = {
     "default": None,
-    "arena2": f"glibc.malloc.arena_max=2:{_REST}",
-    "arena1": f"glibc.malloc.arena_max=1:{_REST}",
-    "arena2_thp": f"glibc.malloc.arena_max=2:{_REST}:glibc.malloc.hugetlb=1",
+    "arena2": cpu_malloc.tunables(arena_max=2),
+    "arena1": cpu_malloc.tunables(arena_max=1),
+    "arena2_thp": cpu_malloc.tunables(arena_max=2, hugetlb=True),
     "launcher": cpu_malloc.TUNABLES,
 }
 PROGRESS = re.compile(r"\[\s*(\d+)/\d+")

@@ -29,11 +29,22 @@ import sys
 
 ENV = "GLIBC_TUNABLES"
 OPT_OUT = "SEQDIS_JAX_MALLOC"  # "default": leave malloc alone
-TUNABLES = ":".join((
-    "glibc.malloc.arena_max=2",                 # few arenas, so a freed buffer is reused
-    "glibc.malloc.mmap_max=0",                  # large buffers from the heap, not fresh mmaps
-    f"glibc.malloc.trim_threshold={1 << 36}",   # and the heap is never handed back
-))
+
+
+def tunables(arena_max: int = 2, hugetlb: bool = False) -> str:
+    """The `GLIBC_TUNABLES` string the launchers set, with `arena_max` and `hugetlb` exposed
+    so the benches in bench/malloc_*.py can measure the alternatives from one definition."""
+    parts = [
+        f"glibc.malloc.arena_max={arena_max}",    # few arenas, so a freed buffer is reused
+        "glibc.malloc.mmap_max=0",                # large buffers from the heap, not fresh mmaps
+        f"glibc.malloc.trim_threshold={1 << 36}",  # and the heap is never handed back
+    ]
+    if hugetlb:
+        parts.append("glibc.malloc.hugetlb=1")    # transparent huge pages for the heap
+    return ":".join(parts)
+
+
+TUNABLES = tunables()
 _ACCELERATOR_PLUGIN = re.compile(r"^(jax[-_](cuda|rocm)\d*[-_](plugin|pjrt)|libtpu.*)$", re.I)
 
 

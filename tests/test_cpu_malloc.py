@@ -95,3 +95,10 @@ def test_a_thread_reuses_a_buffer_above_64mb_only_in_the_main_arena():
     assert faults("arena2", 32) < 100
     assert faults("arena2", 128) > 30_000  # all 32,768 pages, every reuse
     assert faults("arena1", 128) < 100
+
+
+def test_tunables_builds_the_launchers_string_and_its_variants():
+    assert cpu_malloc.TUNABLES == cpu_malloc.tunables()
+    assert cpu_malloc.tunables(arena_max=1).startswith("glibc.malloc.arena_max=1:")
+    assert cpu_malloc.tunables(arena_max=1).split(":")[1:] == cpu_malloc.TUNABLES.split(":")[1:]
+    assert cpu_malloc.tunables(hugetlb=True) == cpu_malloc.TUNABLES + ":glibc.malloc.hugetlb=1"
