@@ -180,3 +180,19 @@ def test_malloc_training_refuses_an_unknown_setting():
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "unknown setting(s) ['big']; choose from" in result.stderr
+
+
+def test_decode_records_compares_both_decoders_and_refuses_a_missing_dataset(tmp_path, capsys):
+    from seqdis_jax.data import array_record
+
+    bench = load_bench_script("decode_records")
+    video = np.arange(6 * 2 * 4 * 4 * 3, dtype=np.uint8).reshape(6, 2, 4, 4, 3)
+    array_record.write_dataset("tiny", tmp_path, {"train": {"video": video}},
+                               {"video": array_record.Feature("uint8", (2, 4, 4, 3))})
+    summary = bench.main([f"--data_dir={tmp_path}", "--dataset=tiny", "--batch=4",
+                          "--batches=2", "--rounds=1"])
+    assert summary["records_per_round"] == 8
+    assert summary["wire_records_per_s"] > 0 and summary["tfds_records_per_s"] > 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # two rounds' lines, summary
+    with pytest.raises(SystemExit, match="dataset 'absent' is not prepared.*Prepare it first"):
+        bench.main([f"--data_dir={tmp_path}", "--dataset=absent"])
