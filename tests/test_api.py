@@ -235,3 +235,22 @@ def test_every_method_and_modality_loads_encodes_and_generates(name, tmp_path):
     assert all(y.shape == video for y in model.swap(x, x[::-1]))
     assert model.generate(3, num_steps=6).shape == (3,) + video[1:]
     assert model.generate(2, s=codes.s_mean, num_steps=4).shape == (2, 4) + video[2:]
+
+
+def test_rate_by_checkpoint_times_every_kept_state_on_one_step(workdir, capsys):
+    """bench/rate_by_checkpoint.py (issue 20) on this module's run: fresh, steps 2 and 4, and
+    their flushed copies, one compiled step; and its subnormal count against numpy."""
+    from tests.test_bench import load_bench_script
+
+    bench = load_bench_script("rate_by_checkpoint")
+    summary = bench.main([f"--workdir={workdir}", "--checkpoints=2,4", "--flush", "--steps=2",
+                          "--rounds=1"])
+    names = ["fresh", "step_2", "step_2_flushed", "step_4", "step_4_flushed"]
+    assert list(summary["steps_per_s"]) == names and min(summary["steps_per_s"].values()) > 0
+    tiny = np.finfo(np.float32).tiny
+    tree = {"a": np.array([0, tiny / 2, -tiny / 4, tiny, 1], np.float32), "b": np.arange(3)}
+    assert bench.subnormals(tree) == 2
+    np.testing.assert_array_equal(bench.flushed(tree)["a"], [0, 0, 0, tiny, 1])
+    with pytest.raises(SystemExit, match=r"no checkpoint of step\(s\) \[3\]"):
+        bench.main([f"--workdir={workdir}", "--checkpoints=3"])
+    assert "step_4_flushed" in capsys.readouterr().out
