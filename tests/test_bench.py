@@ -196,3 +196,18 @@ def test_decode_records_compares_both_decoders_and_refuses_a_missing_dataset(tmp
     assert len(capsys.readouterr().out.strip().splitlines()) == 3  # two rounds' lines, summary
     with pytest.raises(SystemExit, match="dataset 'absent' is not prepared.*Prepare it first"):
         bench.main([f"--data_dir={tmp_path}", "--dataset=absent"])
+
+
+def test_watch_training_prints_one_line_per_interval(tmp_path):
+    console = tmp_path / "console.log"
+    console.write_text("[    300/10000   3.0%]   1.60 steps/s\n[    400/10000   4.0%]\n")
+    watcher = subprocess.Popen(
+        ["bash", os.path.join(ROOT, "bench", "watch_training.sh"), "pytest", str(console), "1"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        first = watcher.stdout.readline()
+    finally:
+        watcher.kill()
+        watcher.wait()
+    assert re.match(r"^\d+ cpu( +\d+){7,} \| rss_kb=\d+ \| minflt_utime_stime=\d+ \d+ \d+ "
+                    r"\| step=400/10000$", first.strip()), first
