@@ -116,6 +116,9 @@ def base_config() -> ml_collections.ConfigDict:
     # `_balanced`. Accuracy is always over every scored sequence.
     config.eval.judge_balanced_per_class = 0
     config.eval.latent_seeds = 10  # 80/20 splits of latent classification
+    # OpenMP threads of the t-SNE (0: the runtime's default, every core). One: beside any
+    # other busy process its spinning threads ran 8-100x slower (docs/results.md, "t-SNE").
+    config.eval.tsne_threads = 1
     config.eval.latent_classifiers = ("svc", "random_forest", "knn")
     config.eval.mi_batch_size = 100  # M of the MWS estimator
     config.eval.mi_every = 0  # log MWS mutual-information curves every N steps (0: never)

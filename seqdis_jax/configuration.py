@@ -126,6 +126,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if name in config.train and config.train[name] < minimum:
             raise UserInputError(
                 f"config.train.{name} must be >= {minimum}, got {config.train[name]}.")
+    if config.eval.get("tsne_threads", 1) < 0:
+        raise UserInputError(
+            f"config.eval.tsne_threads must be >= 0, got {config.eval.tsne_threads}; set "
+            "--config.eval.tsne_threads=1 (one thread, the default) or 0 (every core).")
     if config.eval.mi_every < 0:
         raise UserInputError(f"config.eval.mi_every must be >= 0, got {config.eval.mi_every}.")
     if not 0.0 <= config.judge.min_accuracy <= 1.0:

@@ -627,6 +627,10 @@ CASES: dict[str, Case] = {
     "negative-batch-size": Case(
         _run_fsdd("fsdd", data__batch_size=-4), UserInputError,
         r"config\.data\.batch_size must be > 0, got -4"),
+    "negative-tsne-threads": Case(
+        _run_shapes(eval__tsne_threads=-2), UserInputError,
+        r"config\.eval\.tsne_threads must be >= 0, got -2; set --config\.eval\.tsne_threads=1 "
+        r"\(one thread, the default\) or 0 \(every core\)\."),
     "batch-larger-than-the-train-split": Case(
         _run_fsdd("fsdd", data__batch_size=64), UserInputError,
         rf"config\.data\.batch_size=64 is larger than the {FSDD_TRAIN} records of the 'train' "

@@ -211,3 +211,13 @@ def test_watch_training_prints_one_line_per_interval(tmp_path):
         watcher.wait()
     assert re.match(r"^\d+ cpu( +\d+){7,} \| rss_kb=\d+ \| minflt_utime_stime=\d+ \d+ \d+ "
                     r"\| step=400/10000$", first.strip()), first
+
+
+def test_tsne_threads_times_both_limits_and_refuses_a_bad_size(capsys):
+    bench = load_bench_script("tsne_threads")
+    summary = bench.main(["--sizes=12x3", "--repeats=1"])
+    assert set(summary["median_seconds"]["12x3"]) == {"default", "one_thread"}
+    assert len(capsys.readouterr().out.strip().splitlines()) == 3  # two fits, the summary
+    with pytest.raises(SystemExit):
+        bench.main(["--sizes=12"])
+    assert "--sizes='12': give comma-separated NxD" in capsys.readouterr().err

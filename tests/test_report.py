@@ -280,3 +280,35 @@ def test_machine_records_tell_apart_cpus_that_share_a_model_name():
     assert not machine.lacks_bf16_units({"cpu": "no lscpu"})  # unknown: no note
     arm = machine.parse_lscpu("Architecture: aarch64\nModel name: Neoverse-V1\nFlags: fp bf16\n")
     assert "cpu_isa" not in arm and not machine.lacks_bf16_units(arm)
+
+
+@pytest.mark.parametrize("threads, limit", [(None, 1), (1, 1), (0, None), (3, 3)])
+def test_tsne_runs_under_its_thread_limit(threads, limit, tmp_path, monkeypatch):
+    """eval.tsne_threads caps the t-SNE's OpenMP and BLAS threads (1 when a saved config
+    predates the field; 0: the runtime's default), inside threadpoolctl's limit."""
+    import types
+
+    import ml_collections
+    import threadpoolctl
+
+    from seqdis_jax.evaluators import tsne
+
+    seen = []
+    real = threadpoolctl.threadpool_limits
+
+    def spy(limits=None, *args, **kwargs):
+        seen.append(limits)
+        return real(limits, *args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl, "threadpool_limits", spy)
+    rng = np.random.default_rng(0)
+    eval_config = {} if threads is None else {"tsne_threads": threads}
+    ctx = types.SimpleNamespace(
+        config=ml_collections.ConfigDict({"eval": eval_config, "seed": 0}),
+        workdir=str(tmp_path),
+        dataset=types.SimpleNamespace(static_factors=("colour",), dynamic_factors=("motion",)),
+        codes=lambda: {"s_mean": rng.normal(size=(12, 4)), "d_mean": rng.normal(size=(12, 3, 2)),
+                       "colour": np.arange(12) % 3, "motion": np.arange(12) % 2})
+    assert tsne.tsne(ctx) == {"tsne": "tsne.png"}
+    assert seen == [limit, limit]  # s, then d
+    assert Image.open(tmp_path / "tsne.png").size[0] > 0

@@ -20,6 +20,7 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
     labelled factor, points coloured by that label, its values' colours under each panel
     (DBSE Fig. 2)."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     codes = ctx.codes()
     n = len(codes["s_mean"])
@@ -27,9 +28,11 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
     rows = []
     legend_lines = max(-(-min(len(np.unique(codes[f])), len(_PALETTE)) // LEGEND_COLUMNS)
                        for f in factors)
+    threads = ctx.config.eval.get("tsne_threads", 1) or None  # None: every core
     for code, x in (("s", codes["s_mean"]), ("d", codes["d_mean"].reshape(n, -1))):
-        embedding = TSNE(2, init="pca", perplexity=min(30.0, (n - 1) / 3.0),
-                         random_state=ctx.config.seed).fit_transform(x)
+        with threadpool_limits(threads):  # OpenMP (its gradient) and BLAS (its PCA init)
+            embedding = TSNE(2, init="pca", perplexity=min(30.0, (n - 1) / 3.0),
+                             random_state=ctx.config.seed).fit_transform(x)
         rows.append([_with_legend(scatter_panel(embedding, codes[f],
                                                 f"t-SNE of {code}, colour = {f}"),
                                   codes[f], legend_lines) for f in factors])
