@@ -4,7 +4,8 @@
 #
 #   bench/watch_training.sh PATTERN CONSOLE_LOG [SECONDS] > watch.log
 #
-# PATTERN picks the training process (pgrep -f), CONSOLE_LOG is the file its console goes to.
+# PATTERN picks the training process (the oldest `pgrep -f` match); CONSOLE_LOG is the file
+# its console goes to.
 # One line per interval: unix time; /proc/stat's cpu line (jiffies: user nice system idle
 # iowait irq softirq steal guest guest_nice; steal = time the hypervisor gave elsewhere);
 # the process's RSS, minor faults, user and system ticks; the last progress step logged.
@@ -13,7 +14,7 @@ pattern=${1:?usage: bench/watch_training.sh PATTERN CONSOLE_LOG [SECONDS]}
 console=${2:?usage: bench/watch_training.sh PATTERN CONSOLE_LOG [SECONDS]}
 every=${3:-60}
 while true; do
-  pid=$(pgrep -f "$pattern" | head -1)
+  pid=$(pgrep -o -f "$pattern")  # the oldest match: the run, not a later namesake
   rss=- faults=-
   if [ -n "$pid" ] && [ -r "/proc/$pid/stat" ]; then
     rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
