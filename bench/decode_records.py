@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         source = array_record.load_split(args.dataset, args.data_dir, args.split)
     except array_record.NotPreparedError as e:
         sys.exit(f"{e}. Prepare it first (see data_prep/), or name another with --dataset.")
-    wire = source._raw
-    if wire is None:
+    if source.decoder != "wire":
         sys.exit(f"{args.dataset!r} has a feature the wire decoder does not read; every record "
                  "already goes through TFDS's decoder, so there is nothing to compare.")
     rng = np.random.default_rng(0)
@@ -58,11 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
     records_per_second(source, batches[:2])  # warm the reader's file handles and caches
     for round_ in range(args.rounds):
         for decoder in ("wire", "tfds"):
-            source._raw = wire if decoder == "wire" else None
+            source.decoder = decoder
             rates[decoder].append(records_per_second(source, batches))
             print(json.dumps({"round": round_, "decoder": decoder,
                               "records_per_s": round(rates[decoder][-1], 1)}))
-    source._raw = wire
+    source.decoder = "wire"
     wire_rate, tfds_rate = (statistics.median(rates[k]) for k in ("wire", "tfds"))
     summary = {"dataset": args.dataset, "split": args.split, "batch": args.batch,
                "records_per_round": args.batch * args.batches,

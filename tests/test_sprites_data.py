@@ -220,9 +220,11 @@ def test_records_decode_without_protobuf_as_tfds_decodes_them(tmp_path):
     }
     array_record.write_dataset("wire", tmp_path, {"train": arrays}, features)
     source = array_record.load_split("wire", tmp_path, "train")
-    assert source._raw is not None  # the wire decoder is in use
+    assert source.decoder == "wire"  # the default wherever it can read every feature
     ours = [source[i] for i in range(n)] + source.__getitems__([6, 0])
-    source._raw = None  # TFDS's decoder
+    source.decoder = "tfds"
+    with pytest.raises(ValueError, match="'wire' or 'tfds'"):
+        source.decoder = "protobuf"
     theirs = [source[i] for i in range(n)] + source.__getitems__([6, 0])
     for mine, tfds_record in zip(ours, theirs):
         assert mine.keys() == tfds_record.keys() == arrays.keys()

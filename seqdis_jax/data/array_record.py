@@ -361,12 +361,31 @@ class ArrayRecordSource:
         self.info = info  # tfds.core.DatasetInfo: features, class names, split sizes, metadata
         # The raw records (array_record's reader under TFDS's source), decoded here.
         features = info.features if info is not None else None
-        self._raw = getattr(source, "data_source", None)
-        if features is None or self._raw is None or not _wire_decodable(features):
-            self._raw = None
+        self._wire = getattr(source, "data_source", None)
+        if features is None or self._wire is None or not _wire_decodable(features):
+            self._wire = None
         else:
             self._shapes = {k: tuple(f.shape) for k, f in features.items()}
             self._stored = {k: np.dtype(f.np_dtype) for k, f in features.items()}
+        self._raw = self._wire  # the records this source decodes itself; None: TFDS decodes
+
+    @property
+    def decoder(self) -> str:
+        """`"wire"`: records decoded here (`decode_example`, the default whenever every
+        feature is a fixed-shape tensor or a class label); `"tfds"`: TFDS's decoder. Setting
+        it switches (for benchmarks and tests); `"wire"` is refused where it can't read one
+        of the features."""
+        return "wire" if self._raw is not None else "tfds"
+
+    @decoder.setter
+    def decoder(self, name: str) -> None:
+        if name not in ("wire", "tfds"):
+            raise ValueError(f"decoder={name!r}: use 'wire' or 'tfds'")
+        if name == "wire" and self._wire is None:
+            raise ValueError("decoder='wire': this split has a feature the wire decoder does "
+                             "not read (not a fixed-shape numeric tensor or class label); "
+                             "use 'tfds'")
+        self._raw = self._wire if name == "wire" else None
 
     def __len__(self) -> int:
         return len(self._source)
