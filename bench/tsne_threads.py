@@ -1,5 +1,5 @@
-"""Seconds of the t-SNE evaluator's fit (scikit-learn's `TSNE`, as `evaluators/tsne.py` calls
-it) under threadpoolctl limits: the OpenMP runtime's default (every core) against one thread,
+"""Seconds of the t-SNE evaluator's fit (`seqdis_jax.evaluators.tsne.embed`, scikit-learn's
+`TSNE`) under threadpoolctl limits: the OpenMP runtime's default (every core) against one thread,
 alternating, on random codes of several sizes. Run it once with the machine idle and once
 beside a busy process (a training run) to see what `config.eval.tsne_threads` guards against.
 
@@ -15,18 +15,19 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
-from sklearn.manifold import TSNE
-from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from seqdis_jax.evaluators.tsne import embed  # noqa: E402
 
 
 def fit_seconds(x: np.ndarray, threads: int | None) -> float:
     start = time.perf_counter()
-    with threadpool_limits(threads):
-        TSNE(2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3.0),
-             random_state=0).fit_transform(x)
+    embed(x, 0, threads)
     return time.perf_counter() - start
 
 

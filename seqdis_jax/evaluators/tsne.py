@@ -19,9 +19,6 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
     """tsne.png: t-SNE of s (top row) and of flattened d_1:T (bottom row), one column per
     labelled factor, points coloured by that label, its values' colours under each panel
     (DBSE Fig. 2)."""
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
     codes = ctx.codes()
     n = len(codes["s_mean"])
     factors = tuple(ctx.dataset.static_factors) + tuple(ctx.dataset.dynamic_factors)
@@ -30,9 +27,7 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
                        for f in factors)
     threads = ctx.config.eval.get("tsne_threads", 1) or None  # None: every core
     for code, x in (("s", codes["s_mean"]), ("d", codes["d_mean"].reshape(n, -1))):
-        with threadpool_limits(threads):  # OpenMP (its gradient) and BLAS (its PCA init)
-            embedding = TSNE(2, init="pca", perplexity=min(30.0, (n - 1) / 3.0),
-                             random_state=ctx.config.seed).fit_transform(x)
+        embedding = embed(x, ctx.config.seed, threads)
         rows.append([_with_legend(scatter_panel(embedding, codes[f],
                                                 f"t-SNE of {code}, colour = {f}"),
                                   codes[f], legend_lines) for f in factors])
@@ -43,6 +38,18 @@ def tsne(ctx: EvalContext) -> dict[str, Any]:
             canvas.paste(panel, (c * w, r * h))
     save_png(os.path.join(ctx.workdir, "tsne.png"), canvas)
     return {"tsne": "tsne.png"}
+
+
+def embed(x: np.ndarray, seed: int, threads: int | None) -> np.ndarray:
+    """The (N, 2) t-SNE embedding of the (N, D) codes `x` that tsne.png draws (scikit-learn,
+    PCA init, perplexity 30 or less for small N), its OpenMP gradient and BLAS PCA limited to
+    `threads` (None: every core; `bench/tsne_threads.py` times both)."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(threads):
+        return TSNE(2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3.0),
+                    random_state=seed).fit_transform(x)
 
 
 def _with_legend(panel: Image.Image, labels: np.ndarray, lines: int) -> Image.Image:
