@@ -83,13 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     states = {}  # name -> host copy of the train state (the step donates its input)
     for step in wanted:
-        _, state, _ = train.restore_checkpoint(config, args.workdir, step)
+        model, state, _ = train.restore_checkpoint(config, args.workdir, step)
         states[f"step_{step}"] = jax.device_get(state)
         if args.flush:
             states[f"step_{step}_flushed"] = flushed(states[f"step_{step}"])
     method = models.get_method(config.method)
-    model = method.build(config)
-    tx = train.make_optimizer(config, method)
+    tx = train.make_optimizer(config, method)  # as the run's (restore_checkpoint's) optimiser
     train_data = registry.load(config.data, "train")
     batch_size = config.data.batch_size
     batches = []
