@@ -48,7 +48,6 @@ def set_code_switches(config) -> None:
 def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config({"code": "default", "cpu_code": "cpu"}.get(variant, variant))
-    config.data.num_train = sprites.TRAIN_SEQUENCES
     use_method(config, "cdsvae")
     if variant == "default":
         config.train.learning_rate = 1.5e-3

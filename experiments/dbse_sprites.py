@@ -63,7 +63,6 @@ def set_code_switches(config) -> None:
 def get_config(arg: str | None = None):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config({"code": "default", "cpu_code": "cpu"}.get(variant, variant))
-    config.data.num_train = sprites.TRAIN_SEQUENCES
     use_method(config, "dbse")
     config.dbse.anchor_weight = 0.2  # alpha, Table 5
     config.loss.kl_static_weight = 0.2  # beta, Table 5

@@ -49,7 +49,6 @@ VARIANTS = ("default", "cpu", "smoke")
 def get_config(arg: str | None = None, divergence_static: str = "mmd"):
     variant = parse_variant(arg, VARIANTS)
     config = sprites.get_config(variant)
-    config.data.num_train = sprites.TRAIN_SEQUENCES
     learning_rate = config.train.learning_rate
     use_method(config, "rwae", divergence_static=divergence_static)
     if variant == "default":

@@ -49,6 +49,7 @@ def get_config(arg: str | None = None):
     config.method = "dsvae"
     config.data.name = "sprites"
     config.data.pixel_scale = 256.0  # the papers' png / 256: pixels in [0, 255/256]
+    config.data.num_train = TRAIN_SEQUENCES  # the MWS estimators' N; R-WAE's epoch length
     config.data.batch_size = 128
 
     config.model.static_dim = 256

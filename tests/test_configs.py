@@ -2,6 +2,8 @@
 end through the launcher and its Orbax checkpoint reloads in --mode=eval with identical
 metrics."""
 
+import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -69,13 +71,29 @@ _judge_dirs: dict[str, str] = {}
 
 
 def _shared_judge_dir(config, tmp_path_factory) -> str:
-    """One judge workdir per dataset and judge settings in each test process: the first smoke
-    run of a dataset trains the judge there (judge.train_if_missing), later ones restore it."""
-    data = {k: v for k, v in config.data.to_dict().items() if k != "batch_size"}
-    judge = {k: v for k, v in config.judge.to_dict().items() if k != "workdir"}
-    key = json.dumps([data, judge], sort_keys=True, default=str)
+    """One judge per dataset and judge settings for the whole test run, shared by the
+    pytest-xdist workers (each judge trains for 10-20 s, most of it compiling): the first
+    smoke run of a dataset trains it under a file lock, later ones (in any worker) restore it.
+    `config.data.data_dir` must already point at the prepared data."""
+    from seqdis_jax import judge
+
+    data = {k: v for k, v in config.data.to_dict().items()
+            if k not in ("batch_size", "data_dir")}  # each worker prepares its own copy
+    settings = {k: v for k, v in config.judge.to_dict().items() if k != "workdir"}
+    key = json.dumps([data, settings], sort_keys=True, default=str)
     if key not in _judge_dirs:
-        _judge_dirs[key] = str(tmp_path_factory.mktemp(f"judge_{config.data.name}"))
+        base = tmp_path_factory.getbasetemp()
+        shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        judge_dir = shared / "shared_judges" / f"{config.data.name}_{digest}"
+        judge_dir.parent.mkdir(exist_ok=True)
+        with open(f"{judge_dir}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if judge.read_metadata(str(judge_dir)) is None:
+                judge_config = ml_collections.ConfigDict(config.to_dict())
+                judge_config.judge.workdir = str(judge_dir)
+                judge.train_judge(judge_config)
+        _judge_dirs[key] = str(judge_dir)
     return _judge_dirs[key]
 
 
@@ -122,15 +140,24 @@ def _train_and_reload(config, workdir):
     return trained, reloaded
 
 
-@pytest.mark.parametrize("name", CONFIG_MODULES)
+# The methods' shapes configs run the networks and losses their Sprites configs run in CI, on
+# the data `shapes` runs in CI; they are slow-marked to keep CI within its 20 minutes
+# (45-66 s each there): `python -m pytest -m slow tests/test_configs.py` runs them.
+SHAPES_METHOD_CONFIGS = ("cdsvae_shapes", "dbse_shapes", "rwae_gan_shapes", "rwae_shapes",
+                         "spyl_shapes")
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SHAPES_METHOD_CONFIGS else name
+    for name in CONFIG_MODULES])
 def test_smoke_variant_trains_and_its_checkpoint_reloads(name, tmp_path_factory):
     module = importlib.import_module(f"experiments.{name}")
     config = module.get_config("smoke")
-    overrides = _prepare_data(config, tmp_path_factory)
-    overrides["judge.workdir"] = _shared_judge_dir(config, tmp_path_factory)
-    for key, value in overrides.items():
+    for key, value in _prepare_data(config, tmp_path_factory).items():
         section, field = key.split(".")
         config[section][field] = value
+    if config.model.modality == "video":
+        config.judge.workdir = _shared_judge_dir(config, tmp_path_factory)
     _train_and_reload(config, str(tmp_path_factory.mktemp(name) / "run"))
 
 
@@ -146,8 +173,7 @@ def test_every_mug_method_trains_on_the_fixture_build(variant, tmp_path_factory)
     """Each method's MUG settings (`experiments/mug.py:<method>_smoke`) train and are scored by
     the expression/subject judge; `:smoke` (C-DSVAE) also reloads its checkpoint above."""
     config = importlib.import_module("experiments.mug").get_config(variant)
-    overrides = _prepare_data(config, tmp_path_factory)
-    config.data.data_dir = overrides["data.data_dir"]
+    config.data.data_dir = _prepare_data(config, tmp_path_factory)["data.data_dir"]
     config.judge.workdir = _shared_judge_dir(config, tmp_path_factory)
     config.eval.evaluators = ("reconstruction", "judge_generation")
     trained = launcher.run(config, str(tmp_path_factory.mktemp(variant) / "run"), "train")
