@@ -8,10 +8,11 @@ first run trains the judge into judges/shapes_quickstart beside the workdir, /tm
 `:64px` (the earlier Quickstart: 64x64, five shapes, 9 motion types, eighth width, 1400 steps;
 judge with --mode=judge) and `:smoke` (a few steps at tiny width in the 64x64 form, for tests; the
 32x32 path is tested by tests/test_nn.py and, whole, by the slow tests/test_quickstart.py).
-Measured (2 CPU cores, Intel Xeon family 6 model 167, nothing else running, 2026-12-05):
-4 min 35 s for the whole job on a fresh clone, judge included (1.000 on every factor); fix d /
-sample s keeps the judged motion 0.958; fix s / sample d keeps shape 0.943, colour 1.000, size
-0.995.
+Measured (2 CPU cores, Intel Xeon family 6 model 167, nothing else running, 2026-12-08):
+7 min 41 s for the whole job on a fresh clone, judge included (1.000 on every factor); fix d /
+sample s keeps the judged motion 0.957; fix s / sample d keeps shape 0.953, colour 0.997, size
+0.996. Fragile: the colours are learned only when a plateau ends, at a step that moved with
+the seed and with float rounding (1,400-3,800 in the runs measured).
 Details and the experiments behind each choice: docs/results.md, "Quickstart".
 """
 
